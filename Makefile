@@ -1,0 +1,33 @@
+# Two entry points for a newcomer: `make demo` (set up, train the main job, print results)
+# and `make test` (set up, run the tests). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU build of 2.13.0 is on this machine's disk.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[full,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/treadmill train examples/g2p.yaml --run-dir runs/g2p-demo
+
+test: $(STAMP)
+	$(PY) -m ruff check treadmill tests
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(PY) -m ruff check treadmill tests bench examples
+	$(PY) -m mypy treadmill
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,86 @@
+"""The callback interface: plain objects whose methods the trainer calls at fixed points.
+
+The order of calls during `Trainer.fit()`::
+
+    on_train_start
+    for each epoch:
+        on_epoch_start
+        for each batch:
+            on_batch_start
+            (forward, loss, backward)
+            on_before_optimizer_step   # only on steps that update: gradients are unscaled and
+            on_after_optimizer_step    #   averaged over the accumulation group; before clipping
+            on_log                     # every `log_frequency` optimizer steps, with scalars
+            on_batch_end
+        on_validation_start / on_validation_end   # when validation runs this epoch
+        on_epoch_end                               # metrics hold train and val_ values
+    on_train_end
+    (on_exception replaces the rest when an exception escapes)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from treadmill.trainer import Trainer
+
+__all__ = ["Callback", "infer_mode"]
+
+# Metrics where smaller is better; anything else (accuracy, BLEU, ...) is maximised.
+_MINIMISED = ("loss", "error", "wer", "per", "perplexity", "ppl", "mse", "mae", "mase", "cer", "gap")
+
+
+def infer_mode(monitor: str) -> str:
+    """'min' for losses and error rates, 'max' for everything else (accuracies, BLEU, ...)."""
+    name = monitor.lower()
+    return "min" if any(token in name for token in _MINIMISED) else "max"
+
+
+class Callback:
+    """Base class with no-op hooks; override the ones you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Called once before the first epoch (also when resuming)."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Called once after the last epoch or an early stop."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Called at the start of each training epoch (0-based)."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after each epoch with its train and `val_` metrics."""
+
+    def on_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None:
+        """Called before the forward pass of each training batch."""
+
+    def on_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, loss: torch.Tensor) -> None:
+        """Called after each training batch with its (detached) loss."""
+
+    def on_before_optimizer_step(self, trainer: Trainer) -> None:
+        """Called when gradients are final for a step, before clipping and the optimizer step."""
+
+    def on_after_optimizer_step(self, trainer: Trainer) -> None:
+        """Called right after the optimizer step (and scheduler step)."""
+
+    def on_log(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+        """Called every `log_frequency` optimizer steps with loss, lr, grad_norm, samples/s."""
+
+    def on_validation_start(self, trainer: Trainer) -> None:
+        """Called before a validation pass."""
+
+    def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """Called after a validation pass with its `val_` metrics."""
+
+    def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
+        """Called when an exception escapes the training loop."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to save in a checkpoint so that resuming continues where it stopped."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""

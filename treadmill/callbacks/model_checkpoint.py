@@ -1,0 +1,108 @@
+"""Save checkpoints named from a template, keeping the best by a monitored metric."""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.early_stopping import is_improvement
+
+if TYPE_CHECKING:
+    from treadmill.trainer import Trainer
+
+__all__ = ["ModelCheckpoint", "format_checkpoint_path"]
+
+
+class _Missing:
+    """Stands in for a template key that is not a logged metric; formats as 'NA' whatever the spec."""
+
+    def __format__(self, spec: str) -> str:
+        return "NA"
+
+
+class _TemplateFormatter(string.Formatter):
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if isinstance(key, str) and key not in kwargs:
+            self.missing.append(key)
+            return _Missing()
+        return super().get_value(key, args, kwargs)
+
+
+def format_checkpoint_path(template: str, values: dict[str, Any]) -> tuple[str, list[str]]:
+    """Fill `{epoch:03d}`-style fields from values; returns the path and the unknown keys."""
+    formatter = _TemplateFormatter()
+    return formatter.format(template, **values), formatter.missing
+
+
+class ModelCheckpoint(Callback):
+    """Save the training state to `filepath` (a template with `{epoch}` and any metric).
+
+    With `save_best_only` a file is written only when `monitor` improves and only the `save_top_k`
+    best files written by this callback are kept; otherwise every validation epoch is saved.
+    `epoch` in the template is 1-based, as users count epochs.
+    """
+
+    def __init__(
+        self,
+        filepath: str = "checkpoints/epoch_{epoch:03d}.pt",
+        monitor: str = "val_loss",
+        save_best_only: bool = True,
+        mode: str | None = None,
+        verbose: bool = False,
+        save_top_k: int = 1,
+    ) -> None:
+        mode = mode or infer_mode(monitor)
+        if mode not in ("min", "max"):
+            raise ValueError(f"ModelCheckpoint.mode must be 'min' or 'max', got {mode!r}.")
+        if save_top_k < 1:
+            raise ValueError(f"ModelCheckpoint.save_top_k must be >= 1, got {save_top_k}.")
+        self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+        self.mode, self.verbose, self.save_top_k = mode, verbose, save_top_k
+        self.best: float | None = None
+        self.best_path: str | None = None
+        self.saved: list[tuple[float, str]] = []  # (monitored value, path) of kept best files
+        self._warned_keys = False
+
+    def _path_for(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> str:
+        values: dict[str, Any] = {**metrics, "epoch": epoch + 1, "step": trainer.global_step}
+        path, missing = format_checkpoint_path(self.filepath, values)
+        if missing and not self._warned_keys:
+            trainer.warn(
+                f"ModelCheckpoint: the filename template {self.filepath!r} uses {', '.join(map(repr, missing))}, "
+                f"which is not logged; they are written as 'NA'. Available keys: {', '.join(sorted(values))}."
+            )
+            self._warned_keys = True
+        return path
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if self.monitor not in metrics:
+            if self.save_best_only:
+                return  # nothing to compare this epoch (e.g. no validation ran)
+        value = float(metrics.get(self.monitor, float("nan")))
+        if self.save_best_only and not is_improvement(value, self.best, self.mode):
+            return
+        path = self._path_for(trainer, epoch, metrics)
+        trainer.save_checkpoint(path)
+        if self.save_best_only:
+            self.best, self.best_path = value, path
+            self.saved.append((value, path))
+            self.saved.sort(key=lambda item: item[0], reverse=self.mode == "max")
+            for _, stale in self.saved[self.save_top_k :]:
+                if stale != path and Path(stale).exists() and all(stale != p for _, p in self.saved[: self.save_top_k]):
+                    os.remove(stale)
+            self.saved = self.saved[: self.save_top_k]
+        if self.verbose:
+            trainer.print(f"ModelCheckpoint: saved {path} ({self.monitor}={value:.6g})")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_path": self.best_path, "saved": [list(s) for s in self.saved]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_path = state.get("best"), state.get("best_path")
+        self.saved = [(float(v), str(p)) for v, p in state.get("saved", [])]

@@ -1,0 +1,178 @@
+"""Atomic save and safe load of checkpoints (full training state, or weights only).
+
+Files are written to a temporary file in the target directory, flushed to disk, then renamed over
+the destination, so a crash mid-write never leaves a corrupt checkpoint. Loading never unpickles
+arbitrary code: `torch.load(weights_only=True)` or safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "CheckpointError",
+    "atomic_save",
+    "load_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+    "load_model_weights",
+    "export_weights",
+    "unwrap_model",
+]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The user's module inside DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """torch.save obj to path atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file safely (weights_only); refuses files that need arbitrary unpickling."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {str(path)!r} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return {"model": load_file(str(path), device=str(map_location))}
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"Refusing to load {str(path)!r}: it contains Python objects that would need arbitrary "
+            "unpickling (code execution), and Treadmill only loads tensors and plain data "
+            f"(torch.load weights_only=True). Re-save it as a state dict or safetensors. Detail: {err}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"Checkpoint file {str(path)!r} is unreadable or truncated: {err}") from err
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"Checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict of state.")
+    return dict(state)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch CPU and CUDA RNG states, as plain data a weights_only load accepts."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what capture_rng_state returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _describe_mismatch(model_state: Mapping[str, torch.Tensor], loaded: Mapping[str, Any]) -> str | None:
+    missing = [k for k in model_state if k not in loaded]
+    unexpected = [k for k in loaded if k not in model_state]
+    mismatched = [
+        f"{k}: checkpoint {tuple(loaded[k].shape)} vs model {tuple(model_state[k].shape)}"
+        for k in model_state
+        if k in loaded and isinstance(loaded[k], torch.Tensor) and loaded[k].shape != model_state[k].shape
+    ]
+    if not (missing or unexpected or mismatched):
+        return None
+    lines = []
+    if missing:
+        lines.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+    if unexpected:
+        lines.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
+    if mismatched:
+        lines.append(f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched[:20])}")
+    return "\n  ".join(lines)
+
+
+def load_model_weights(model: nn.Module, state_dict: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Load weights strictly; on mismatch raise listing missing, unexpected and mis-shaped keys."""
+    target = unwrap_model(model)
+    # Checkpoints written from a DDP-wrapped model in older tools carry a "module." prefix.
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
+    problem = _describe_mismatch(target.state_dict(), state_dict)
+    if problem:
+        raise CheckpointError(f"The weights in {source} do not fit {type(target).__name__}:\n  {problem}")
+    target.load_state_dict(state_dict)
+
+
+def export_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write the model's weights as safetensors (atomically); tied weights are stored once."""
+    from safetensors.torch import save_file
+
+    target = unwrap_model(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in target.state_dict().items()}
+    # safetensors refuses shared storage: keep the first name of each tied tensor.
+    seen: dict[tuple[int, int], str] = {}
+    unique: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if ident in seen and tensor.numel() > 0:
+            continue
+        seen[ident] = key
+        unique[key] = tensor.clone()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(unique, tmp, metadata={"format": "pt", "tied": ",".join(k for k in state if k not in unique)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -1,0 +1,307 @@
+"""Training configuration: dataclasses validated at construction, with pytorch-treadmill aliases.
+
+`TrainingConfig`, `OptimizerConfig` and `SchedulerConfig` accept every field of the Treadmill
+documentation (seed 001) and, as aliases, the field names of pytorch-treadmill 0.6.5, so code
+written for either runs unchanged. A wrong value fails here, naming the field and what is allowed,
+instead of deep inside a training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = [
+    "ConfigError",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TrainingConfig",
+    "BUILTIN_SCHEDULERS",
+    "STEP_SCHEDULERS",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and the allowed values."""
+
+
+T = TypeVar("T")
+
+
+def _closest(name: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def _with_aliases(aliases: Mapping[str, str]) -> Callable[[type[T]], type[T]]:
+    """Let a dataclass accept alias keyword names and reject unknown ones with a suggestion."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        dataclass_init = cls.__init__  # type: ignore[misc]
+        field_names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            for alias, target in aliases.items():
+                if alias in kwargs:
+                    value = kwargs.pop(alias)
+                    if target in kwargs and kwargs[target] != value:
+                        raise ConfigError(
+                            f"{cls.__name__}: both {target!r} and its alias {alias!r} were given "
+                            f"({kwargs[target]!r} vs {value!r}); pass only one."
+                        )
+                    kwargs[target] = value
+            for key in kwargs:
+                if key not in field_names:
+                    known = sorted(field_names + list(aliases))
+                    raise ConfigError(
+                        f"{cls.__name__} has no field {key!r}.{_closest(key, known)} "
+                        f"Valid fields: {', '.join(known)}."
+                    )
+            dataclass_init(self, *args, **kwargs)
+
+        __init__.__doc__ = dataclass_init.__doc__
+        cls.__init__ = __init__  # type: ignore[misc]
+        for alias, target in aliases.items():
+            if alias not in field_names:
+                setattr(cls, alias, property(lambda self, _t=target: getattr(self, _t)))
+        cls.ALIASES = dict(aliases)  # type: ignore[attr-defined]
+        return cls
+
+    return wrap
+
+
+def _optimizer_names() -> list[str]:
+    return sorted(
+        name
+        for name, obj in vars(torch.optim).items()
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+    )
+
+
+@dataclass
+class OptimizerConfig:
+    """Which optimizer to build, with its learning rate, weight decay and extra arguments.
+
+    `lr_scales` maps a module-name prefix to a multiplier of `lr` (seed 004's encoder_lr_scale:
+    `{"encoder": 0.1}`); `no_decay_norm_and_bias` exempts norms, biases and embeddings'
+    positional tables from weight decay.
+    """
+
+    optimizer_class: str | type = "AdamW"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    params: dict[str, Any] = field(default_factory=dict)
+    lr_scales: dict[str, float] = field(default_factory=dict)
+    no_decay_norm_and_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.optimizer_class, str):
+            names = _optimizer_names()
+            if self.optimizer_class not in names:
+                raise ConfigError(
+                    f"OptimizerConfig.optimizer_class={self.optimizer_class!r} is not a torch.optim "
+                    f"optimizer.{_closest(self.optimizer_class, names)} Allowed: {', '.join(names)}, "
+                    "or an optimizer class."
+                )
+        elif not (isinstance(self.optimizer_class, type) and issubclass(self.optimizer_class, torch.optim.Optimizer)):
+            raise ConfigError(
+                f"OptimizerConfig.optimizer_class must be a torch.optim name or an Optimizer subclass, "
+                f"got {self.optimizer_class!r}."
+            )
+        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise ConfigError(f"OptimizerConfig.lr must be a number > 0, got {self.lr!r}.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"OptimizerConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
+        for prefix, scale in self.lr_scales.items():
+            if not isinstance(scale, (int, float)) or scale < 0:
+                raise ConfigError(f"OptimizerConfig.lr_scales[{prefix!r}] must be a number >= 0, got {scale!r}.")
+
+    def resolve_class(self) -> type[torch.optim.Optimizer]:
+        """The optimizer class this config names."""
+        if isinstance(self.optimizer_class, str):
+            return getattr(torch.optim, self.optimizer_class)
+        return self.optimizer_class
+
+
+# Built-in schedules (defined in treadmill.schedulers) and the torch schedulers that are meant to be
+# stepped once per optimizer step rather than once per epoch.
+BUILTIN_SCHEDULERS = ("warmup_cosine", "warmup_linear", "warmup_constant", "inverse_sqrt")
+STEP_SCHEDULERS = (*BUILTIN_SCHEDULERS, "OneCycleLR", "CyclicLR", "LambdaLR")
+
+
+def _scheduler_names() -> list[str]:
+    base = torch.optim.lr_scheduler.LRScheduler
+    torch_names = [
+        name
+        for name, obj in vars(torch.optim.lr_scheduler).items()
+        if isinstance(obj, type) and (issubclass(obj, base) or name == "ReduceLROnPlateau") and obj is not base
+    ]
+    return sorted(set(BUILTIN_SCHEDULERS) | set(torch_names))
+
+
+@dataclass
+class SchedulerConfig:
+    """A learning-rate schedule: a built-in name, a torch.optim.lr_scheduler name, or a class.
+
+    `interval` is "step" (once per optimizer step) or "epoch"; by default built-in warm-up
+    schedules, OneCycleLR and CyclicLR step per optimizer step and other torch schedulers per
+    epoch. `monitor` is the metric ReduceLROnPlateau watches.
+    """
+
+    scheduler_class: str | type | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    interval: str | None = None
+    monitor: str = "val_loss"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheduler_class, str):
+            names = _scheduler_names()
+            if self.scheduler_class not in names:
+                raise ConfigError(
+                    f"SchedulerConfig.scheduler_class={self.scheduler_class!r} is unknown."
+                    f"{_closest(self.scheduler_class, names)} Allowed: {', '.join(names)}, or a class."
+                )
+        elif self.scheduler_class is not None and not isinstance(self.scheduler_class, type):
+            raise ConfigError(
+                f"SchedulerConfig.scheduler_class must be a name or a class, got {self.scheduler_class!r}."
+            )
+        if self.interval is None:
+            name = self.name
+            self.interval = "step" if name in STEP_SCHEDULERS else "epoch"
+        if self.interval not in ("step", "epoch"):
+            raise ConfigError(f"SchedulerConfig.interval must be 'step' or 'epoch', got {self.interval!r}.")
+        if self.scheduler_class in BUILTIN_SCHEDULERS:
+            warmup = self.params.get("warmup_steps", 0)
+            if not isinstance(warmup, int) or warmup < 0:
+                raise ConfigError(f"SchedulerConfig.params['warmup_steps'] must be an int >= 0, got {warmup!r}.")
+
+    @property
+    def name(self) -> str:
+        """The scheduler's name (class name for classes)."""
+        if isinstance(self.scheduler_class, type):
+            return self.scheduler_class.__name__
+        return str(self.scheduler_class)
+
+
+MIXED_PRECISION_CHOICES = (False, True, "no", "bf16", "fp16")
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+
+
+@_with_aliases(
+    {
+        "validate_every": "validation_frequency",
+        "print_every": "log_frequency",
+        "grad_clip_norm": "max_grad_norm",
+        "accumulate_grad_batches": "gradient_accumulation_steps",
+    }
+)
+@dataclass
+class TrainingConfig:
+    """Everything about how to train: epochs, device, precision, accumulation, clipping, validation,
+    logging, early stopping, checkpoints, optimizer and schedule.
+
+    pytorch-treadmill 0.6.5 names are accepted as aliases: `validate_every`, `print_every`,
+    `grad_clip_norm`, `accumulate_grad_batches` (and `progress_bar`, `scheduler`, which share our
+    names).
+    """
+
+    epochs: int = 10
+    device: str = "auto"
+    mixed_precision: bool | str = False
+    force_mixed_precision: bool = False
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = None
+    validation_frequency: int = 1
+    log_frequency: int = 10
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    monitor: str = "val_loss"
+    monitor_mode: str = "auto"
+    checkpoint_dir: str | None = None
+    save_best_model: bool = True
+    save_last_model: bool = True
+    checkpoint_every_n_steps: int | None = None
+    keep_last_checkpoints: int = 1
+    save_top_k: int = 1
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig | None = None
+    seed: int | None = None
+    progress_bar: bool = True
+    max_steps: int | None = None
+    overfit_batches: int = 0
+    check_embedding_inputs: bool = True
+    detect_non_finite: bool = True
+
+    def __post_init__(self) -> None:
+        self._check_positive_int("epochs", minimum=1)
+        self._check_positive_int("gradient_accumulation_steps", minimum=1)
+        self._check_positive_int("validation_frequency", minimum=1)
+        self._check_positive_int("log_frequency", minimum=1)
+        self._check_positive_int("keep_last_checkpoints", minimum=1)
+        self._check_positive_int("save_top_k", minimum=1)
+        self._check_positive_int("overfit_batches", minimum=0)
+        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "max_steps"):
+            if getattr(self, name) is not None:
+                self._check_positive_int(name, minimum=1)
+        if self.max_grad_norm is not None and (not isinstance(self.max_grad_norm, (int, float)) or self.max_grad_norm <= 0):
+            raise ConfigError(f"TrainingConfig.max_grad_norm must be a number > 0 or None, got {self.max_grad_norm!r}.")
+        if self.early_stopping_min_delta < 0:
+            raise ConfigError(
+                f"TrainingConfig.early_stopping_min_delta must be >= 0, got {self.early_stopping_min_delta!r}."
+            )
+        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ConfigError(
+                f"TrainingConfig.mixed_precision={self.mixed_precision!r} is not allowed. "
+                f"Allowed: {', '.join(map(repr, MIXED_PRECISION_CHOICES))} (True means bf16)."
+            )
+        kind = str(self.device).split(":")[0]
+        if kind not in DEVICE_KINDS:
+            raise ConfigError(
+                f"TrainingConfig.device={self.device!r} is unknown. Allowed: 'auto', 'cpu', 'cuda', "
+                "'cuda:N', 'mps'."
+            )
+        if self.monitor_mode not in ("auto", "min", "max"):
+            raise ConfigError(f"TrainingConfig.monitor_mode must be 'auto', 'min' or 'max', got {self.monitor_mode!r}.")
+        if isinstance(self.optimizer, Mapping):
+            self.optimizer = OptimizerConfig(**self.optimizer)
+        if not isinstance(self.optimizer, OptimizerConfig):
+            raise ConfigError(f"TrainingConfig.optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}.")
+        if isinstance(self.scheduler, Mapping):
+            self.scheduler = SchedulerConfig(**self.scheduler)
+        if self.scheduler is not None and not isinstance(self.scheduler, SchedulerConfig):
+            raise ConfigError(f"TrainingConfig.scheduler must be a SchedulerConfig or None, got {type(self.scheduler).__name__}.")
+
+    def _check_positive_int(self, name: str, minimum: int) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"TrainingConfig.{name} must be an integer >= {minimum}, got {value!r}.")
+
+    @property
+    def precision(self) -> str:
+        """The normalised precision: "fp32", "bf16" or "fp16"."""
+        if self.mixed_precision in (False, "no"):
+            return "fp32"
+        if self.mixed_precision in (True, "bf16"):
+            return "bf16"
+        return "fp16"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-data view (classes by name) for logs, checkpoints and config comparison."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, type):
+                return f"{value.__module__}.{value.__qualname__}"
+            if dataclasses.is_dataclass(value):
+                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {str(k): plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(self)

@@ -1,0 +1,99 @@
+"""The `Task` a built-in task builder returns, and the registry entry that describes a builder."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from treadmill.data.collate import collate_seq2seq
+from treadmill.data.sampler import TokenBudgetBatchSampler
+from treadmill.data.tokenizers import Tokenizer
+
+
+@dataclass
+class Task:
+    """A ready dataset: splits, tokenizers, references and how to batch them.
+
+    `splits` maps "train"/"valid"/"test" to datasets (Seq2SeqDataset for kind "seq2seq",
+    ForecastDataset for kind "forecast"). `references[split][i]` lists every acceptable target
+    string of example i (multi-reference scoring); None means the dataset's own target is the only
+    answer. Tokenizers are None for forecast tasks.
+    """
+
+    name: str
+    description: str
+    splits: dict[str, Dataset]
+    src_tokenizer: Tokenizer | None
+    tgt_tokenizer: Tokenizer | None
+    kind: Literal["seq2seq", "forecast"] = "seq2seq"
+    references: dict[str, list[list[str]]] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_seq2seq
+
+    def split_sizes(self) -> dict[str, int]:
+        """Number of examples per split."""
+        return {name: len(ds) for name, ds in self.splits.items()}  # type: ignore[arg-type]
+
+    def loader(
+        self,
+        split: str,
+        *,
+        batch_size: int | None = 64,
+        max_tokens: int | None = None,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> DataLoader:
+        """A DataLoader over one split: token-budget buckets if `max_tokens`, else fixed batches.
+
+        `shuffle` defaults to True for "train" only. With `max_tokens`, the loader's
+        `batch_sampler` is a TokenBudgetBatchSampler: call `loader.batch_sampler.set_epoch(e)`
+        before each epoch (`batch_size` then caps the number of samples per batch, or None).
+        """
+        if split not in self.splits:
+            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {sorted(self.splits)}.")
+        dataset = self.splits[split]
+        shuffle = split == "train" if shuffle is None else shuffle
+        if max_tokens is not None:
+            if not hasattr(dataset, "lengths"):
+                raise ValueError(
+                    f"task {self.name!r}: split {split!r} has no lengths() for token budgets; "
+                    "use batch_size instead of max_tokens."
+                )
+            sampler = TokenBudgetBatchSampler(
+                dataset.lengths(), max_tokens, shuffle=shuffle, seed=seed, max_batch_size=batch_size
+            )
+            return DataLoader(
+                dataset, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=num_workers
+            )
+        if batch_size is None:
+            raise ValueError(f"task {self.name!r}: give batch_size or max_tokens for the loader.")
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=self.collate_fn,
+            num_workers=num_workers,
+        )
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registry entry: the builder and a cheap way to report split sizes."""
+
+    name: str
+    description: str
+    build: Callable[..., Task]
+    sizes: Callable[..., dict[str, int]]
+
+    def option_defaults(self) -> dict[str, Any]:
+        """The builder's keyword options and their defaults."""
+        params = inspect.signature(self.build).parameters
+        return {name: p.default for name, p in params.items() if p.kind is p.KEYWORD_ONLY}

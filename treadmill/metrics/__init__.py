@@ -1,0 +1,41 @@
+"""Metrics: teacher-forced accuracy/perplexity, text metrics (BLEU, chrF, WER, PER), streaming
+accumulators for free-running evaluation, and forecasting errors."""
+
+from treadmill.metrics.forecasting import mae, mase, mse, naive_scale
+from treadmill.metrics.streaming import Seq2SeqMetrics
+from treadmill.metrics.teacher_forced import perplexity, sequence_accuracy, token_accuracy
+from treadmill.metrics.text import (
+    best_reference,
+    corpus_bleu,
+    corpus_chrf,
+    edit_distance,
+    exact_match,
+    phoneme_error_rate,
+    reference_streams,
+    sentence_bleu,
+    strip_special_tokens,
+    token_error_rate,
+    word_error_rate,
+)
+
+__all__ = [
+    "token_accuracy",
+    "sequence_accuracy",
+    "perplexity",
+    "corpus_bleu",
+    "corpus_chrf",
+    "sentence_bleu",
+    "reference_streams",
+    "edit_distance",
+    "best_reference",
+    "token_error_rate",
+    "phoneme_error_rate",
+    "word_error_rate",
+    "exact_match",
+    "strip_special_tokens",
+    "Seq2SeqMetrics",
+    "mae",
+    "mse",
+    "mase",
+    "naive_scale",
+]

@@ -1,0 +1,214 @@
+"""Multi-head attention on ``F.scaled_dot_product_attention``, with a key/value cache.
+
+Axis legend: B batch, H heads, T query length (new positions), S key length, D d_model,
+hd head_dim = D / H.
+
+MASK CONVENTION (read this):
+    key_padding_mask  bool (B, S)                 True = key is PADDING, never attended.
+    attn_mask         bool (T, S) or (B, T, S)    True = query MAY ATTEND to key.
+                      This is SDPA's convention and the OPPOSITE of torch.nn.MultiheadAttention's
+                      bool attn_mask (where True = blocked). Float masks are rejected.
+    is_causal         query i (absolute position S - T + i) attends to keys <= its position.
+A query row with no allowed key returns zeros (not NaN).
+
+CACHE:
+    Self-attention (``key_value=None``): ``cache={"k", "v"}`` holds the keys/values of earlier
+    positions, (B, H, S_past, hd); the new keys/values are appended and the grown cache is
+    returned. Rotary embeddings are applied before caching, at ``positions``.
+    Cross-attention (``key_value`` given): keys/values are computed from ``key_value`` once and
+    returned in the cache; when ``cache`` already holds them, ``key_value`` is not projected again.
+Batch is dim 0 of every cached tensor, so beam search can reorder caches with ``index_select(0)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from treadmill.nn.masks import causal_mask
+from treadmill.nn.positional import RotaryEmbedding
+
+__all__ = ["MultiHeadAttention", "AttentionOutput", "KVCache"]
+
+KVCache = dict[str, Tensor]
+
+
+class AttentionOutput(NamedTuple):
+    """What ``MultiHeadAttention`` returns: output (B, T, D), weights (B, T, S) or None, cache or None."""
+
+    output: Tensor
+    weights: Tensor | None
+    cache: KVCache | None
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention (Vaswani et al., 2017) for self- and cross-attention.
+
+    Parameters mirror ``torch.nn.MultiheadAttention``: ``in_proj`` packs W_q, W_k, W_v as rows
+    (3D, D), so self-attention is one matmul and cross-attention uses row slices (views, no copy).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rotary: RotaryEmbedding | None = None,
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(
+                f"MultiHeadAttention: d_model={d_model} is not divisible by n_heads={n_heads}; "
+                f"pick n_heads that divides d_model."
+            )
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.rotary = rotary
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: Tensor, n: int) -> tuple[Tensor, ...]:
+        """(B, L, n*D) projections -> n tensors (B, H, L, hd)."""
+        batch, length, _ = x.shape
+        x = x.view(batch, length, n, self.n_heads, self.head_dim)
+        return x.permute(2, 0, 3, 1, 4).unbind(0)  # n x (B, H, L, hd)
+
+    def _project(
+        self,
+        query: Tensor,
+        key_value: Tensor | None,
+        cache: KVCache | None,
+        positions: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values (B, H, *, hd), with the cache merged in."""
+        d = self.d_model
+        weight, bias = self.in_proj.weight, self.in_proj.bias
+        if key_value is None:  # self-attention: one fused QKV matmul
+            q, k, v = self._split_heads(self.in_proj(query), 3)
+            if self.rotary is not None:
+                past = 0 if cache is None else cache["k"].shape[2]
+                if positions is None:
+                    positions = torch.arange(past, past + q.shape[2], device=q.device)
+                q, k = self.rotary.rotate(q, positions), self.rotary.rotate(k, positions)
+            if cache is not None:
+                k = torch.cat((cache["k"], k), dim=2)  # (B, H, S_past + T, hd)
+                v = torch.cat((cache["v"], v), dim=2)
+            return q, k, v
+        (q,) = self._split_heads(F.linear(query, weight[:d], None if bias is None else bias[:d]), 1)
+        if cache is not None and "k" in cache:  # cross-attention: keys/values once per source
+            return q, cache["k"], cache["v"]
+        kv = F.linear(key_value, weight[d:], None if bias is None else bias[d:])
+        k, v = self._split_heads(kv, 2)
+        return q, k, v
+
+    def _allowed(
+        self,
+        batch: int,
+        tgt_len: int,
+        src_len: int,
+        key_padding_mask: Tensor | None,
+        attn_mask: Tensor | None,
+        is_causal: bool,
+        device: torch.device,
+    ) -> tuple[Tensor | None, bool]:
+        """Combined bool mask broadcastable to (B, H, T, S), True = may attend; and SDPA's is_causal."""
+        allowed: Tensor | None = None
+        if attn_mask is not None:
+            if attn_mask.dtype != torch.bool:
+                raise TypeError(
+                    f"attn_mask must be bool with True = MAY attend; got dtype {attn_mask.dtype}. "
+                    f"Convert a float mask with `mask == 0`."
+                )
+            if attn_mask.shape[-2:] != (tgt_len, src_len):
+                raise ValueError(
+                    f"attn_mask shape {tuple(attn_mask.shape)} does not end in (tgt_len, src_len)="
+                    f"({tgt_len}, {src_len})."
+                )
+            allowed = attn_mask.unsqueeze(1) if attn_mask.dim() == 3 else attn_mask
+        if key_padding_mask is not None:
+            if key_padding_mask.shape != (batch, src_len):
+                raise ValueError(
+                    f"key_padding_mask shape {tuple(key_padding_mask.shape)} != (batch, src_len)="
+                    f"({batch}, {src_len}); with a cache it must cover every cached key too."
+                )
+            keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
+            allowed = keep if allowed is None else allowed & keep
+        sdpa_causal = False
+        if is_causal and tgt_len > 1:  # a single (last) query may see every key: nothing to mask
+            if allowed is None and tgt_len == src_len:
+                sdpa_causal = True  # SDPA's own causal path, no mask tensor
+            else:
+                causal = causal_mask(tgt_len, src_len, device=device)
+                allowed = causal if allowed is None else allowed & causal
+        return allowed, sdpa_causal
+
+    def _explicit_attention(
+        self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, sdpa_causal: bool
+    ) -> tuple[Tensor, Tensor]:
+        """Softmax attention written out, to return the weights: (B, H, T, hd), (B, T, S)."""
+        scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)  # (B, H, T, S)
+        if sdpa_causal:
+            allowed = causal_mask(q.shape[2], k.shape[2], device=q.device)
+        if allowed is not None:
+            # finfo.min instead of -inf keeps fully masked rows finite; they are zeroed below.
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1)
+        if allowed is not None:
+            weights = weights.masked_fill(~allowed, 0.0)
+        p = self.dropout if self.training else 0.0
+        out = F.dropout(weights, p=p, training=self.training) @ v.to(weights.dtype)
+        return out.to(v.dtype), weights.mean(dim=1)
+
+    def forward(
+        self,
+        query: Tensor,
+        key_value: Tensor | None = None,
+        *,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
+        use_cache: bool = False,
+        positions: Tensor | None = None,
+    ) -> AttentionOutput:
+        """Attend from query (B, T, D) to key_value (B, S, D) (or to itself when None).
+
+        ``positions`` (T,) or (B, T): rotary positions of the queries (self-attention only;
+        default ``S_past + arange(T)``). ``use_cache`` returns a cache even when none was given.
+        ``need_weights`` returns head-averaged weights (B, T, S) before dropout, via an explicit
+        softmax; otherwise the fused SDPA kernel runs.
+        """
+        if query.dim() != 3 or query.shape[-1] != self.d_model:
+            raise ValueError(
+                f"MultiHeadAttention: query must be (batch, tgt_len, d_model={self.d_model}); "
+                f"got {tuple(query.shape)}."
+            )
+        q, k, v = self._project(query, key_value, cache, positions)
+        batch, _, tgt_len, _ = q.shape
+        allowed, sdpa_causal = self._allowed(
+            batch, tgt_len, k.shape[2], key_padding_mask, attn_mask, is_causal, q.device
+        )
+        weights = None
+        if need_weights:
+            out, weights = self._explicit_attention(q, k, v, allowed, sdpa_causal)
+        else:
+            # torch >= 2.5 SDPA returns zeros for fully masked rows (tested in tests/test_nn_attention.py).
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=allowed,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=sdpa_causal,
+            )  # (B, H, T, hd)
+        out = out.transpose(1, 2).reshape(batch, tgt_len, self.d_model)  # (B, T, D)
+        new_cache = {"k": k, "v": v} if (use_cache or cache is not None) else None
+        return AttentionOutput(self.out_proj(out), weights, new_cache)

@@ -1,0 +1,537 @@
+"""The Trainer: the training loop and the hook methods subclasses override, nothing else.
+
+The whole loop, as `fit()` runs it::
+
+    for epoch in range(start_epoch, config.epochs):
+        for batch in train_dataloader:                    # moved to the device
+            with autocast:
+                predictions = self._forward_pass(batch)
+                loss = self._compute_loss(batch, predictions)
+            backward(loss * weight)                       # weight: samples, or tokens if reported
+            if the accumulation group is complete (or the epoch ended):
+                gradients /= group weight                 # exact: 4 x 8 samples == 1 x 32
+                unscale (fp16); clip to max_grad_norm; optimizer.step(); scheduler.step()
+        if validation is due: val_metrics = self.evaluate(val_dataloader, prefix="val_")
+        on_epoch_end callbacks (early stopping, checkpoints, loggers)
+
+Checkpoint writing and loading live in `treadmill.checkpoint`, callbacks in
+`treadmill.callbacks`, precision rules in `treadmill.precision`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from treadmill import __version__
+from treadmill.aggregation import RunningMeans
+from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.early_stopping import EarlyStopping
+from treadmill.callbacks.model_checkpoint import ModelCheckpoint
+from treadmill.callbacks.progress import ProgressReporter
+from treadmill.checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    export_weights,
+    unwrap_model,
+)
+from treadmill.checks import (
+    EmbeddingIndexError,
+    NonFiniteLossError,
+    check_embedding_inputs,
+    first_non_finite_module,
+)
+from treadmill.config import TrainingConfig
+from treadmill.optim import build_optimizer, build_scheduler
+from treadmill.precision import autocast_context, make_grad_scaler, resolve_precision
+from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_everything
+
+__all__ = ["Trainer", "TARGET_KEYS"]
+
+# Keys of a dict batch that hold targets; the other entries are passed to the model as keywords.
+TARGET_KEYS = ("target", "targets", "labels", "label", "y")
+# Embedding inputs are range-checked on this many first training batches (and one validation batch).
+_CHECKED_BATCHES = 2
+
+
+def _loss_and_weight(result: Any) -> tuple[torch.Tensor, torch.Tensor | int | None]:
+    """Split a loss result into (mean loss, weight); the weight is the token count when reported."""
+    if isinstance(result, torch.Tensor):
+        return result, None
+    if hasattr(result, "loss") and hasattr(result, "n_tokens"):
+        return result.loss, result.n_tokens
+    if isinstance(result, tuple) and len(result) == 2:
+        return result[0], result[1]
+    raise TypeError(
+        f"_compute_loss must return a tensor, (loss, weight) or an object with .loss and .n_tokens; got {type(result).__name__}."
+    )
+
+
+class Trainer:
+    """Trains a model on a DataLoader with the documented hooks, callbacks and checkpoints."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainingConfig | None = None,
+        train_dataloader: Iterable[Any] | None = None,
+        val_dataloader: Iterable[Any] | None = None,
+        loss_fn: Callable[..., Any] | None = None,
+        metric_fns: Mapping[str, Callable[..., Any]] | Sequence[Callable[..., Any]] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+    ) -> None:
+        self.config = config or TrainingConfig()
+        if self.config.seed is not None:
+            seed_everything(self.config.seed)
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device)
+        self.train_dataloader = train_dataloader
+        self.val_dataloader = val_dataloader
+        self.loss_fn = loss_fn
+        if metric_fns is None:
+            metric_fns = {}
+        elif not isinstance(metric_fns, Mapping):
+            metric_fns = {getattr(fn, "__name__", f"metric_{i}"): fn for i, fn in enumerate(metric_fns)}
+        self.metric_fns: dict[str, Callable[..., Any]] = dict(metric_fns)
+        self.precision = resolve_precision(self.config.precision, self.device, self.config.force_mixed_precision)
+        self.scaler = make_grad_scaler(self.precision, self.device)
+        self.optimizer = build_optimizer(self.model, self.config.optimizer)
+        self.scheduler: Any = None
+        if self.config.scheduler is not None and self.config.scheduler.scheduler_class is not None:
+            self.scheduler = build_scheduler(
+                self.optimizer, self.config.scheduler, self._total_optimizer_steps(), self.config.epochs
+            )
+        user_callbacks = list(callbacks or [])
+        self.callbacks: list[Callback] = user_callbacks + self._callbacks_from_config(user_callbacks)
+        self.progress = ProgressReporter(enabled=self.config.progress_bar)
+        self.history: dict[str, Any] = {"train_metrics": [], "val_metrics": [], "total_epochs": 0}
+        self.global_step = 0
+        self.epoch = 0
+        self.should_stop = False
+        self.skipped_steps = 0  # fp16 steps skipped by the grad scaler (inf/NaN gradients)
+        self.last_grad_norm: float | None = None
+        self.batch_in_epoch = 0
+        self._grad_norm: torch.Tensor | None = None
+        self._plateau_pending = False
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    def _total_optimizer_steps(self) -> int:
+        try:
+            batches = len(self.train_dataloader)  # type: ignore[arg-type]
+        except TypeError:
+            batches = 0
+        if self.config.overfit_batches:
+            batches = min(batches, self.config.overfit_batches) if batches else self.config.overfit_batches
+        per_epoch = math.ceil(batches / self.config.gradient_accumulation_steps) if batches else 0
+        total = per_epoch * self.config.epochs
+        if self.config.max_steps:
+            total = min(total, self.config.max_steps) if total else self.config.max_steps
+        if total == 0 and self.config.scheduler is not None:
+            warnings.warn("Cannot tell the number of training steps (the loader has no len); "
+                          "give SchedulerConfig.params['total_steps'].", stacklevel=3)
+        return max(total, 1)
+
+    def _callbacks_from_config(self, user_callbacks: list[Callback]) -> list[Callback]:
+        """The callbacks the config asks for without the user writing them."""
+        config, extra = self.config, []
+        mode = None if config.monitor_mode == "auto" else config.monitor_mode
+        # A user's own EarlyStopping replaces the one early_stopping_patience would add.
+        user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)
+        if config.early_stopping_patience and not user_has_stopper:
+            extra.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.early_stopping_min_delta, mode))
+        if config.checkpoint_dir and config.save_best_model and self.val_dataloader is not None:
+            extra.append(ModelCheckpoint(str(Path(config.checkpoint_dir) / "best.pt"), config.monitor, True, mode))
+        return extra
+
+    # ------------------------------------------------------------------ hooks subclasses override
+
+    def _forward_pass(self, batch: Any) -> Any:
+        """Run the model on a batch: tensors go in whole; (inputs, targets) pairs pass inputs;
+        dict batches pass every non-target entry as a keyword argument."""
+        if isinstance(batch, torch.Tensor):
+            return self.model(batch)
+        if isinstance(batch, Mapping):
+            return self.model(**{k: v for k, v in batch.items() if k not in TARGET_KEYS})
+        if isinstance(batch, (list, tuple)):
+            inputs = batch[0]
+            if isinstance(inputs, Mapping):
+                return self.model(**inputs)
+            if isinstance(inputs, (list, tuple)):
+                return self.model(*inputs)
+            return self.model(inputs)
+        raise TypeError(f"Trainer cannot feed a batch of type {type(batch).__name__}; override _forward_pass.")
+
+    def _targets(self, batch: Any) -> Any:
+        """The targets inside a batch: the second item of a pair, or a target key of a dict."""
+        if isinstance(batch, Mapping):
+            for key in TARGET_KEYS:
+                if key in batch:
+                    return batch[key]
+            return None
+        if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+            return batch[1]
+        return None
+
+    def _compute_loss(self, batch: Any, predictions: Any) -> Any:
+        """The loss of a batch: `loss_fn(predictions, targets)`, or the model's own `compute_loss`."""
+        targets = self._targets(batch)
+        if self.loss_fn is not None:
+            return self.loss_fn(predictions, targets)
+        model = unwrap_model(self.model)
+        if hasattr(model, "compute_loss"):
+            return model.compute_loss(predictions, targets)
+        raise ValueError(
+            "No loss: pass loss_fn=... to Trainer, give the model a compute_loss(outputs, targets) "
+            "method, or override Trainer._compute_loss."
+        )
+
+    def _compute_metrics(self, batch: Any, predictions: Any) -> dict[str, Any]:
+        """Every metric function applied to (predictions, targets)."""
+        if not self.metric_fns:
+            return {}
+        targets = self._targets(batch)
+        return {name: fn(predictions, targets) for name, fn in self.metric_fns.items()}
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, resume_from: str | Path | None = None) -> dict[str, Any]:
+        """Train for `config.epochs` epochs (or until stopped) and return the history."""
+        if self.train_dataloader is None:
+            raise ValueError("Trainer.fit needs train_dataloader.")
+        start_epoch, skip_batches = self._restore(resume_from) if resume_from is not None else (self.epoch, 0)
+        self.should_stop = False
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        try:
+            for epoch in range(start_epoch, self.config.epochs):
+                self.epoch = epoch
+                for cb in self.callbacks:
+                    cb.on_epoch_start(self, epoch)
+                metrics = self._train_epoch(epoch, skip_batches)
+                skip_batches = 0
+                if self.val_dataloader is not None and (epoch + 1) % self.config.validation_frequency == 0:
+                    metrics.update(self._validate())
+                self._end_epoch(epoch, metrics)
+                if self.should_stop or self._reached_max_steps():
+                    break
+        except BaseException as exc:
+            for cb in self.callbacks:
+                cb.on_exception(self, exc)
+            raise
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    train = fit  # pytorch-treadmill's name
+
+    def _train_epoch(self, epoch: int, skip_batches: int = 0) -> dict[str, float]:
+        """One pass over the training data; returns the epoch's weighted-mean train metrics."""
+        self.model.train()
+        config, accum = self.config, self.config.gradient_accumulation_steps
+        batches = self._epoch_batches(epoch, skip_batches)
+        total_batches = self._num_batches()
+        running = RunningMeans()
+        self.progress.start_epoch(epoch, config.epochs, total_batches)
+        group_weight: Any = 0
+        samples_seen, started = 0, time.perf_counter()
+        self.batch_in_epoch = skip_batches
+        for batch_idx, batch in enumerate(batches, start=skip_batches):
+            batch = move_to_device(batch, self.device)
+            for cb in self.callbacks:
+                cb.on_batch_start(self, batch, batch_idx)
+            predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
+            batch_size = batch_size_of(batch)
+            weight = batch_size if weight is None else weight
+            if config.detect_non_finite and (self.device.type == "cpu" or self._is_log_step()):
+                self._check_finite(loss, batch)
+            # Accumulation: backward the weighted sum, divide by the group's total weight at the
+            # step. This is exact whatever the batch sizes or token counts in the group.
+            scaled = loss if accum == 1 else loss * weight
+            if self.scaler is not None:
+                scaled = self.scaler.scale(scaled)
+            scaled.backward()
+            group_weight = group_weight + weight
+            running.update("loss", loss.detach(), weight)
+            for name, value in self._compute_metrics_detached(batch, predictions).items():
+                running.update(name, value, batch_size)
+            samples_seen += batch_size
+            self.batch_in_epoch = batch_idx + 1
+            end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
+            if end_of_group:
+                self._optimizer_step(group_weight if accum > 1 else None)
+                group_weight = 0
+                if self._is_log_step():
+                    self._log(loss, samples_seen / max(time.perf_counter() - started, 1e-9))
+            for cb in self.callbacks:
+                cb.on_batch_end(self, batch, batch_idx, loss.detach())
+            if self.should_stop or self._reached_max_steps():
+                break
+        if not isinstance(group_weight, int) or group_weight:
+            self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
+        metrics = running.compute()
+        if self.scheduler is not None and self.config.scheduler.interval == "epoch":
+            self._step_epoch_scheduler(metrics)
+        return metrics
+
+    def _forward_and_loss(self, batch: Any, checked: bool) -> tuple[Any, torch.Tensor, Any]:
+        """Forward pass and loss under autocast; embedding inputs range-checked when asked."""
+        try:
+            with check_embedding_inputs(unwrap_model(self.model), batch) if checked and self.config.check_embedding_inputs else _null():
+                with autocast_context(self.precision, self.device):
+                    predictions = self._forward_pass(batch)
+                    loss, weight = _loss_and_weight(self._compute_loss(batch, predictions))
+        except (IndexError, RuntimeError) as err:
+            if isinstance(err, EmbeddingIndexError) or "index out of range" not in str(err):
+                raise
+            self._diagnose_index_error(batch, err)
+            raise
+        return predictions, loss, weight
+
+    def _diagnose_index_error(self, batch: Any, err: BaseException) -> None:
+        """Re-run a failed forward pass with embedding checks to name the offending module."""
+        with torch.no_grad(), check_embedding_inputs(unwrap_model(self.model), batch):
+            try:
+                self._forward_pass(batch)
+            except EmbeddingIndexError as diagnosed:
+                raise diagnosed from err
+            except Exception:  # noqa: BLE001 - the original error is more useful then
+                return
+
+    def _compute_metrics_detached(self, batch: Any, predictions: Any) -> dict[str, Any]:
+        if not self.metric_fns and type(self)._compute_metrics is Trainer._compute_metrics:
+            return {}
+        with torch.no_grad():
+            return self._compute_metrics(batch, predictions)
+
+    def _optimizer_step(self, group_weight: Any) -> None:
+        """Average accumulated gradients, unscale, clip, step optimizer and scheduler, zero grads."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if group_weight is not None and params:
+            grads = [p.grad for p in params]
+            torch._foreach_div_(grads, group_weight if not isinstance(group_weight, torch.Tensor) else group_weight.to(grads[0].dtype))
+        for cb in self.callbacks:
+            cb.on_before_optimizer_step(self)
+        if self.config.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            self._grad_norm = norm.detach()
+        else:
+            self._grad_norm = None
+        if self.scaler is not None:
+            scale_before = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale_before
+        else:
+            self.optimizer.step()
+            stepped = True
+        self.optimizer.zero_grad(set_to_none=True)
+        if not stepped:
+            self.skipped_steps += 1  # the scheduler does not advance on a skipped step either
+        elif self.scheduler is not None and self.config.scheduler.interval == "step":
+            self.scheduler.step()
+        self.global_step += 1
+        for cb in self.callbacks:
+            cb.on_after_optimizer_step(self)
+
+    def _step_epoch_scheduler(self, train_metrics: dict[str, float]) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self._plateau_pending = True  # stepped in _end_epoch, once validation metrics exist
+            return
+        self.scheduler.step()
+
+    def _is_log_step(self) -> bool:
+        return self.global_step % self.config.log_frequency == 0
+
+    def _reached_max_steps(self) -> bool:
+        return self.config.max_steps is not None and self.global_step >= self.config.max_steps
+
+    def _log(self, loss: torch.Tensor, samples_per_s: float) -> None:
+        """Scalars at a logging step: one host sync for the loss (and grad norm) here only."""
+        scalars = {"loss": float(loss.detach()), "lr": self.optimizer.param_groups[0]["lr"], "samples_per_s": samples_per_s}
+        if self._grad_norm is not None:
+            scalars["grad_norm"] = self.last_grad_norm = float(self._grad_norm)  # before clipping
+        if self.scaler is not None:
+            scalars["skipped_steps"] = float(self.skipped_steps)
+        self.progress.update(self.batch_in_epoch, scalars["loss"], scalars["lr"], samples_per_s)
+        for cb in self.callbacks:
+            cb.on_log(self, scalars)
+
+    def _check_finite(self, loss: torch.Tensor, batch: Any) -> None:
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        culprit = first_non_finite_module(unwrap_model(self.model), lambda: self._forward_pass(batch))
+        where = (
+            f"The first module whose output became non-finite is {culprit}."
+            if culprit
+            else "Every module output was finite: the loss function itself produced it (log(0), division by zero?)."
+        )
+        raise NonFiniteLossError(
+            f"Loss became {float(loss.detach())} at step {self.global_step} (epoch {self.epoch + 1}, batch "
+            f"{self.batch_in_epoch}). {where} Try a lower learning rate, warm-up, max_grad_norm, or check the inputs."
+        )
+
+    def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self._plateau_pending:
+            monitor = self.config.scheduler.monitor
+            if monitor in metrics:
+                self.scheduler.step(metrics[monitor])
+            self._plateau_pending = False
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, metrics)
+        self._record_history(metrics)
+        self.progress.end_epoch(metrics)
+        self.epoch = epoch + 1
+        self.batch_in_epoch = 0
+        if self.config.checkpoint_dir and self.config.save_last_model:
+            self.save_checkpoint(Path(self.config.checkpoint_dir) / "last.pt")
+
+    def _record_history(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        self.history["train_metrics"].append({k: v for k, v in metrics.items() if not k.startswith("val_")})
+        self.history["val_metrics"].append({k: v for k, v in metrics.items() if k.startswith("val_")})
+        self.history["total_epochs"] = len(self.history["train_metrics"])
+
+    # ------------------------------------------------------------------ data order
+
+    def _num_batches(self) -> int | None:
+        try:
+            count = len(self.train_dataloader)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+        return min(count, self.config.overfit_batches) if self.config.overfit_batches else count
+
+    def _epoch_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]:
+        """The training batches of an epoch, starting after `skip_batches`."""
+        loader = self.train_dataloader
+        iterator = iter(loader)  # type: ignore[arg-type]
+        limit = self.config.overfit_batches or None
+        for index, batch in enumerate(iterator):
+            if limit is not None and index >= limit:
+                break
+            if index < skip_batches:
+                continue
+            yield batch
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _validate(self) -> dict[str, float]:
+        for cb in self.callbacks:
+            cb.on_validation_start(self)
+        metrics = self.evaluate(self.val_dataloader, prefix="val_")  # type: ignore[arg-type]
+        for cb in self.callbacks:
+            cb.on_validation_end(self, metrics)
+        return metrics
+
+    def evaluate(self, dataloader: Iterable[Any] | None = None, prefix: str = "") -> dict[str, float]:
+        """Loss and metrics over a loader (the validation loader by default) as a flat dict."""
+        loader = dataloader if dataloader is not None else self.val_dataloader
+        if loader is None:
+            raise ValueError("Trainer.evaluate needs a dataloader (none given and no val_dataloader).")
+        was_training = self.model.training
+        self.model.eval()
+        running = RunningMeans()
+        try:
+            with torch.inference_mode():
+                for index, batch in enumerate(loader):
+                    batch = move_to_device(batch, self.device)
+                    checked = index == 0 and self.config.check_embedding_inputs
+                    with check_embedding_inputs(unwrap_model(self.model), batch) if checked else _null():
+                        with autocast_context(self.precision, self.device):
+                            predictions = self._forward_pass(batch)
+                            loss, weight = _loss_and_weight(self._compute_loss(batch, predictions))
+                    batch_size = batch_size_of(batch)
+                    running.update("loss", loss, batch_size if weight is None else weight)
+                    for name, value in self._compute_metrics(batch, predictions).items():
+                        running.update(name, value, batch_size)
+        finally:
+            self.model.train(was_training)
+        return {f"{prefix}{k}": v for k, v in running.compute().items()}
+
+    def predict(self, dataloader: Iterable[Any]) -> Any:
+        """Model outputs for every batch, concatenated along dim 0 when they are tensors."""
+        was_training = self.model.training
+        self.model.eval()
+        outputs = []
+        try:
+            with torch.inference_mode(), autocast_context(self.precision, self.device):
+                for batch in dataloader:
+                    outputs.append(self._forward_pass(move_to_device(batch, self.device)))
+        finally:
+            self.model.train(was_training)
+        if outputs and all(isinstance(o, torch.Tensor) for o in outputs):
+            try:
+                return torch.cat(outputs, dim=0)
+            except RuntimeError:
+                return outputs
+        return outputs
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state: everything needed to continue exactly where training is."""
+        return {
+            "format": "treadmill-training-state",
+            "treadmill_version": __version__,
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "global_step": self.global_step,
+            "skipped_steps": self.skipped_steps,
+            "rng": capture_rng_state(),
+            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "history": self.history,
+            "config": self.config.to_dict(),
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the full training state to path atomically."""
+        return atomic_save(self.state_dict(), path)
+
+    def export_weights(self, path: str | Path) -> Path:
+        """Write the model's weights as safetensors."""
+        return export_weights(self.model, path)
+
+    def _restore(self, resume_from: str | Path) -> tuple[int, int]:
+        from treadmill.resume import restore_training_state
+
+        return restore_training_state(self, resume_from)
+
+    # ------------------------------------------------------------------ output
+
+    def print(self, message: str) -> None:
+        """Print a line of training output."""
+        print(message, flush=True)
+
+    def warn(self, message: str) -> None:
+        """Emit a warning about the run."""
+        warnings.warn(message, UserWarning, stacklevel=2)
+
+    @property
+    def monitor_mode(self) -> str:
+        """'min' or 'max' for the config's monitored metric."""
+        mode = self.config.monitor_mode
+        return infer_mode(self.config.monitor) if mode == "auto" else mode
+
+
+class _null:
+    """A reusable do-nothing context manager."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
