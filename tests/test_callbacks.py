@@ -8,7 +8,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from treadmill import OptimizerConfig, Trainer, TrainingConfig
-from treadmill.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, infer_mode
+from treadmill.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    infer_mode,
+)
 from treadmill.callbacks.model_checkpoint import format_checkpoint_path
 from treadmill.checkpoint import load_checkpoint
 

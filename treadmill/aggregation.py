@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,13 +36,28 @@ class RunningMeans:
         self._sums[name] = self._sums.get(name, 0.0) + total
         self._weights[name] = self._weights.get(name, 0) + count
 
-    def compute(self) -> dict[str, float]:
-        """The weighted mean of every name (NaN where the total weight is zero)."""
-        result = {}
-        for name, total in self._sums.items():
-            weight = float(self._weights[name])
-            result[name] = float(total) / weight if weight else float("nan")
-        return result
+    def compute(self, all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+        """The weighted mean of every name (NaN where the total weight is zero).
+
+        With `all_reduce` (a sum over processes) the means are over every process's samples.
+        """
+        names = sorted(self._sums)
+        if not names:
+            return {}
+        stacked = torch.tensor(
+            [[float(self._sums[n]) for n in names], [float(self._weights[n]) for n in names]], dtype=torch.float64
+        )
+        if all_reduce is not None:
+            stacked = all_reduce(stacked)
+        return {n: (float(s) / float(w) if float(w) else float("nan")) for n, s, w in zip(names, stacked[0], stacked[1], strict=True)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Sums and weights as plain floats (for checkpoints)."""
+        return {"sums": {k: float(v) for k, v in self._sums.items()}, "weights": {k: float(v) for k, v in self._weights.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned."""
+        self._sums, self._weights = dict(state["sums"]), dict(state["weights"])
 
     def reset(self) -> None:
         """Forget everything."""

@@ -50,6 +50,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """torch.save obj to path atomically (temp file in the same directory, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -138,13 +140,28 @@ def _describe_mismatch(model_state: Mapping[str, torch.Tensor], loaded: Mapping[
     return "\n  ".join(lines)
 
 
+def _fill_tied(model_state: Mapping[str, torch.Tensor], loaded: dict[str, Any]) -> dict[str, Any]:
+    """Give tied parameters that a safetensors export stored once their shared value back."""
+    by_storage: dict[tuple[int, int], list[str]] = {}
+    for key, tensor in model_state.items():
+        by_storage.setdefault((tensor.untyped_storage().data_ptr(), tensor.storage_offset()), []).append(key)
+    for keys in by_storage.values():
+        present = [k for k in keys if k in loaded]
+        if present:
+            for key in keys:
+                loaded.setdefault(key, loaded[present[0]])
+    return loaded
+
+
 def load_model_weights(model: nn.Module, state_dict: Mapping[str, Any], source: str = "checkpoint") -> None:
     """Load weights strictly; on mismatch raise listing missing, unexpected and mis-shaped keys."""
     target = unwrap_model(model)
     # Checkpoints written from a DDP-wrapped model in older tools carry a "module." prefix.
     if state_dict and all(k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
-    problem = _describe_mismatch(target.state_dict(), state_dict)
+    model_state = target.state_dict()
+    state_dict = _fill_tied(model_state, dict(state_dict))
+    problem = _describe_mismatch(model_state, state_dict)
     if problem:
         raise CheckpointError(f"The weights in {source} do not fit {type(target).__name__}:\n  {problem}")
     target.load_state_dict(state_dict)

@@ -6,7 +6,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from treadmill.checkpoint import CheckpointError, load_checkpoint, load_model_weights, restore_rng_state
+from treadmill.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_weights,
+    restore_rng_state,
+)
 
 if TYPE_CHECKING:
     from treadmill.trainer import Trainer
@@ -66,6 +71,9 @@ def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[i
         if key in saved_callbacks:
             callback.load_state_dict(saved_callbacks[key])
     trainer.history = state.get("history", trainer.history)
+    trainer.data_seed = int(state.get("data_seed", trainer.data_seed))
+    if "running_metrics" in state:
+        trainer._running.load_state_dict(state["running_metrics"])
     trainer.global_step = int(state["global_step"])
     trainer.skipped_steps = int(state.get("skipped_steps", 0))
     restore_rng_state(state["rng"])

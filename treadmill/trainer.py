@@ -49,8 +49,11 @@ from treadmill.checks import (
     first_non_finite_module,
 )
 from treadmill.config import TrainingConfig
+from treadmill.data_order import epoch_iterator, seed_epoch
+from treadmill.distributed import all_reduce_sum, setup_distributed, shard_loader, wrap_ddp
 from treadmill.optim import build_optimizer, build_scheduler
 from treadmill.precision import autocast_context, make_grad_scaler, resolve_precision
+from treadmill.signals import GracefulStop, TrainingInterrupted
 from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_everything
 
 __all__ = ["Trainer", "TARGET_KEYS"]
@@ -91,7 +94,16 @@ class Trainer:
         if self.config.seed is not None:
             seed_everything(self.config.seed)
         self.device = resolve_device(self.config.device)
+        self.dist = setup_distributed(self.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        # Seeds the per-epoch data order (see treadmill.data_order); saved with checkpoints.
+        self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
         self.model = model.to(self.device)
+        if self.dist.enabled:
+            self.model = wrap_ddp(self.model, self.device)
+            train_dataloader = shard_loader(train_dataloader, self.dist, self.data_seed)
+            val_dataloader = shard_loader(val_dataloader, self.dist, self.data_seed)
         self.train_dataloader = train_dataloader
         self.val_dataloader = val_dataloader
         self.loss_fn = loss_fn
@@ -102,7 +114,7 @@ class Trainer:
         self.metric_fns: dict[str, Callable[..., Any]] = dict(metric_fns)
         self.precision = resolve_precision(self.config.precision, self.device, self.config.force_mixed_precision)
         self.scaler = make_grad_scaler(self.precision, self.device)
-        self.optimizer = build_optimizer(self.model, self.config.optimizer)
+        self.optimizer = build_optimizer(unwrap_model(self.model), self.config.optimizer)
         self.scheduler: Any = None
         if self.config.scheduler is not None and self.config.scheduler.scheduler_class is not None:
             self.scheduler = build_scheduler(
@@ -110,7 +122,7 @@ class Trainer:
             )
         user_callbacks = list(callbacks or [])
         self.callbacks: list[Callback] = user_callbacks + self._callbacks_from_config(user_callbacks)
-        self.progress = ProgressReporter(enabled=self.config.progress_bar)
+        self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main)
         self.history: dict[str, Any] = {"train_metrics": [], "val_metrics": [], "total_epochs": 0}
         self.global_step = 0
         self.epoch = 0
@@ -120,6 +132,9 @@ class Trainer:
         self.batch_in_epoch = 0
         self._grad_norm: torch.Tensor | None = None
         self._plateau_pending = False
+        self._running = RunningMeans()
+        self._overfit_cache: list[Any] | None = None
+        self._stop = GracefulStop()
 
     # ------------------------------------------------------------------ set-up helpers
 
@@ -210,6 +225,16 @@ class Trainer:
         self.should_stop = False
         for cb in self.callbacks:
             cb.on_train_start(self)
+        self._stop = GracefulStop()
+        with self._stop:
+            self._run_epochs(start_epoch, skip_batches)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    train = fit  # pytorch-treadmill's name
+
+    def _run_epochs(self, start_epoch: int, skip_batches: int) -> None:
         try:
             for epoch in range(start_epoch, self.config.epochs):
                 self.epoch = epoch
@@ -226,11 +251,6 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_exception(self, exc)
             raise
-        for cb in self.callbacks:
-            cb.on_train_end(self)
-        return self.history
-
-    train = fit  # pytorch-treadmill's name
 
     def _train_epoch(self, epoch: int, skip_batches: int = 0) -> dict[str, float]:
         """One pass over the training data; returns the epoch's weighted-mean train metrics."""
@@ -238,7 +258,9 @@ class Trainer:
         config, accum = self.config, self.config.gradient_accumulation_steps
         batches = self._epoch_batches(epoch, skip_batches)
         total_batches = self._num_batches()
-        running = RunningMeans()
+        running = self._running
+        if skip_batches == 0:
+            running.reset()
         self.progress.start_epoch(epoch, config.epochs, total_batches)
         group_weight: Any = 0
         samples_seen, started = 0, time.perf_counter()
@@ -247,36 +269,40 @@ class Trainer:
             batch = move_to_device(batch, self.device)
             for cb in self.callbacks:
                 cb.on_batch_start(self, batch, batch_idx)
-            predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
-            batch_size = batch_size_of(batch)
-            weight = batch_size if weight is None else weight
-            if config.detect_non_finite and (self.device.type == "cpu" or self._is_log_step()):
-                self._check_finite(loss, batch)
-            # Accumulation: backward the weighted sum, divide by the group's total weight at the
-            # step. This is exact whatever the batch sizes or token counts in the group.
-            scaled = loss if accum == 1 else loss * weight
-            if self.scaler is not None:
-                scaled = self.scaler.scale(scaled)
-            scaled.backward()
+            end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
+            # DDP all-reduces gradients only on the last micro-batch of an accumulation group.
+            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else _null()
+            with sync:
+                predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
+                batch_size = batch_size_of(batch)
+                weight = batch_size if weight is None else weight
+                if config.detect_non_finite and (self.device.type == "cpu" or self._is_log_step()):
+                    self._check_finite(loss, batch)
+                # Accumulation: backward the weighted sum, divide by the group's total weight at the
+                # step. This is exact whatever the batch sizes or token counts in the group.
+                scaled = loss if accum == 1 else loss * weight
+                if self.scaler is not None:
+                    scaled = self.scaler.scale(scaled)
+                scaled.backward()
             group_weight = group_weight + weight
             running.update("loss", loss.detach(), weight)
             for name, value in self._compute_metrics_detached(batch, predictions).items():
                 running.update(name, value, batch_size)
             samples_seen += batch_size
             self.batch_in_epoch = batch_idx + 1
-            end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
             if end_of_group:
                 self._optimizer_step(group_weight if accum > 1 else None)
                 group_weight = 0
                 if self._is_log_step():
                     self._log(loss, samples_seen / max(time.perf_counter() - started, 1e-9))
+                self._maybe_checkpoint_mid_epoch()
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch, batch_idx, loss.detach())
             if self.should_stop or self._reached_max_steps():
                 break
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
-        metrics = running.compute()
+        metrics = running.compute(self._all_reduce if self.dist.enabled else None)
         if self.scheduler is not None and self.config.scheduler.interval == "epoch":
             self._step_epoch_scheduler(metrics)
         return metrics
@@ -317,8 +343,11 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if group_weight is not None and params:
+            if self.dist.enabled:  # DDP averaged over processes: divide by the mean group weight
+                group_weight = all_reduce_sum(group_weight, self.device) / self.dist.world_size
             grads = [p.grad for p in params]
-            torch._foreach_div_(grads, group_weight if not isinstance(group_weight, torch.Tensor) else group_weight.to(grads[0].dtype))
+            divisor = group_weight.to(grads[0].dtype) if isinstance(group_weight, torch.Tensor) else float(group_weight)
+            torch._foreach_div_(grads, divisor)
         for cb in self.callbacks:
             cb.on_before_optimizer_step(self)
         if self.config.max_grad_norm is not None:
@@ -393,7 +422,7 @@ class Trainer:
         self.epoch = epoch + 1
         self.batch_in_epoch = 0
         if self.config.checkpoint_dir and self.config.save_last_model:
-            self.save_checkpoint(Path(self.config.checkpoint_dir) / "last.pt")
+            self._save_last()
 
     def _record_history(self, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
@@ -412,16 +441,49 @@ class Trainer:
         return min(count, self.config.overfit_batches) if self.config.overfit_batches else count
 
     def _epoch_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]:
-        """The training batches of an epoch, starting after `skip_batches`."""
+        """The training batches of an epoch, starting after `skip_batches` (exact resume)."""
         loader = self.train_dataloader
-        iterator = iter(loader)  # type: ignore[arg-type]
-        limit = self.config.overfit_batches or None
-        for index, batch in enumerate(iterator):
-            if limit is not None and index >= limit:
-                break
-            if index < skip_batches:
-                continue
-            yield batch
+        if self.config.overfit_batches:
+            if self._overfit_cache is None:  # the same N batches every epoch
+                seed_epoch(loader, self.data_seed, 0)
+                self._overfit_cache = []
+                for batch in loader:  # type: ignore[union-attr]
+                    if len(self._overfit_cache) == self.config.overfit_batches:
+                        break
+                    self._overfit_cache.append(batch)
+            return self._overfit_cache[skip_batches:]
+        seed_epoch(loader, self.data_seed, epoch)
+        return epoch_iterator(loader, skip_batches)  # type: ignore[arg-type]
+
+    def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(tensor, self.device).to(tensor.dtype)
+
+    def _maybe_checkpoint_mid_epoch(self) -> None:
+        """Write `last` every checkpoint_every_n_steps, and stop cleanly after a signal."""
+        every = self.config.checkpoint_every_n_steps
+        if every and self.config.checkpoint_dir and self.global_step % every == 0:
+            self._save_last()
+        if self._stop.requested is None:
+            return
+        if self.config.checkpoint_dir:
+            path = self._save_last()
+            self.print(f"Saved the training state to {path}. Resume with trainer.fit(resume_from={str(path)!r}) "
+                       "or `treadmill train ... training.resume_from=last`.")
+        else:
+            self.print("No checkpoint_dir is configured, so the training state was not saved.")
+        raise TrainingInterrupted(128 + self._stop.requested)
+
+    def _save_last(self) -> Path:
+        """Write checkpoint_dir/last.pt, keeping `keep_last_checkpoints` older ones as last-1.pt, ..."""
+        directory = Path(self.config.checkpoint_dir)  # type: ignore[arg-type]
+        last = directory / "last.pt"
+        if self.dist.is_main:
+            for index in range(self.config.keep_last_checkpoints - 1, 0, -1):
+                older = directory / ("last.pt" if index == 1 else f"last-{index - 1}.pt")
+                if older.exists():
+                    older.replace(directory / f"last-{index}.pt")
+        self.save_checkpoint(last)
+        return last
 
     # ------------------------------------------------------------------ evaluation
 
@@ -489,6 +551,8 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "data_seed": self.data_seed,
+            "running_metrics": self._running.state_dict(),
             "global_step": self.global_step,
             "skipped_steps": self.skipped_steps,
             "rng": capture_rng_state(),
@@ -498,7 +562,9 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write the full training state to path atomically."""
+        """Write the full training state to path atomically (on the main process only)."""
+        if not self.dist.is_main:
+            return Path(path)
         return atomic_save(self.state_dict(), path)
 
     def export_weights(self, path: str | Path) -> Path:
@@ -513,12 +579,14 @@ class Trainer:
     # ------------------------------------------------------------------ output
 
     def print(self, message: str) -> None:
-        """Print a line of training output."""
-        print(message, flush=True)
+        """Print a line of training output (main process only)."""
+        if self.dist.is_main:
+            print(message, flush=True)
 
     def warn(self, message: str) -> None:
-        """Emit a warning about the run."""
-        warnings.warn(message, UserWarning, stacklevel=2)
+        """Emit a warning about the run (main process only)."""
+        if self.dist.is_main:
+            warnings.warn(message, UserWarning, stacklevel=2)
 
     @property
     def monitor_mode(self) -> str:

@@ -23,11 +23,11 @@ def format_metrics(metrics: dict[str, float]) -> str:
 class ProgressReporter:
     """Shows training progress; a tqdm bar when the stream is a terminal, else plain lines."""
 
-    def __init__(self, enabled: bool = True, stream: TextIO | None = None, plain_every: int | None = None) -> None:
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream or sys.stdout
         self.enabled = enabled
+        self.quiet = quiet  # no output at all (processes other than rank 0)
         self.interactive = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.plain_every = plain_every
         self._bar: Any = None
         self._epoch_start = 0.0
         self._last_plain = 0.0
@@ -71,5 +71,7 @@ class ProgressReporter:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self.quiet:
+            return
         elapsed = time.perf_counter() - self._epoch_start
         print(f"Epoch {self._epoch + 1}/{self._epochs}  {format_metrics(metrics)}  ({elapsed:.1f}s)", file=self.stream, flush=True)

@@ -1,0 +1,105 @@
+"""Multi-process training with torch.distributed (DDP), as launched by torchrun.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE for each process; when they are present the Trainer
+joins the process group (nccl on GPUs, gloo on CPUs), wraps the model in DistributedDataParallel,
+shards the training data with a DistributedSampler, and lets only rank 0 print and write files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+__all__ = ["DistInfo", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "barrier"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        """Whether more than one process trains."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process does the printing and file writing."""
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistInfo:
+    """Join the process group when torchrun launched us; a single-process DistInfo otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1 or "RANK" not in os.environ:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model inside DistributedDataParallel on this process's device."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def shard_loader(loader: Any, info: DistInfo, seed: int) -> Any:
+    """A loader whose plain sampler is replaced by a DistributedSampler (others kept as they are)."""
+    if not isinstance(loader, DataLoader) or isinstance(loader.sampler, DistributedSampler):
+        return loader
+    if loader.batch_sampler is None or type(loader.batch_sampler).__name__ != "BatchSampler":
+        return loader  # a custom batch sampler must shard itself (e.g. TokenBudgetBatchSampler)
+    sampler = DistributedSampler(
+        loader.dataset,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=isinstance(loader.sampler, RandomSampler),
+        seed=seed,
+        drop_last=False,
+    )
+    kwargs: dict[str, Any] = {
+        "batch_size": loader.batch_size,
+        "sampler": sampler,
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "pin_memory": loader.pin_memory,
+        "drop_last": loader.drop_last,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "persistent_workers": loader.persistent_workers,
+    }
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+    return DataLoader(loader.dataset, **kwargs)
+
+
+def all_reduce_sum(value: Any, device: torch.device) -> torch.Tensor:
+    """The sum of a number or tensor over all processes (the value itself when not distributed)."""
+    tensor = value.detach().clone().double() if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        tensor = tensor.to(device if device.type == "cuda" else "cpu")
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def barrier() -> None:
+    """Wait for every process (no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
