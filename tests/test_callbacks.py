@@ -108,8 +108,17 @@ def test_config_checkpoint_dir_writes_best_and_last_without_callbacks(tmp_path):
     model, loader = tiny_setup()
     config = quiet(epochs=2, checkpoint_dir=str(tmp_path), save_best_model=True, save_last_model=True)
     Trainer(model, config, loader, loader, loss_fn=nn.MSELoss()).fit()
-    assert {p.name for p in tmp_path.iterdir()} == {"best.pt", "last.pt"}
+    assert {p.name for p in tmp_path.iterdir()} == {"best.safetensors", "last.pt"}
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+    assert set(load_checkpoint(tmp_path / "best.safetensors")["model"]) == {"weight", "bias"}
+
+
+def test_config_save_top_k_keeps_k_best_weight_files(tmp_path):
+    model, loader = tiny_setup()
+    config = quiet(epochs=4, checkpoint_dir=str(tmp_path), save_top_k=2, monitor="val_acc", save_last_model=False)
+    scripted = ScriptedMetrics("val_acc", [0.5, 0.9, 0.7, 0.8])
+    Trainer(model, config, loader, loader, loss_fn=nn.MSELoss(), callbacks=[scripted]).fit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch002.safetensors", "best-epoch004.safetensors"]
 
 
 def test_hook_order_for_one_epoch():

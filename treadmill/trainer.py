@@ -163,7 +163,9 @@ class Trainer:
         if config.early_stopping_patience and not user_has_stopper:
             extra.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.early_stopping_min_delta, mode))
         if config.checkpoint_dir and config.save_best_model and self.val_dataloader is not None:
-            extra.append(ModelCheckpoint(str(Path(config.checkpoint_dir) / "best.pt"), config.monitor, True, mode))
+            # Model artifacts (weights only) kept apart from the resumable `last` checkpoints.
+            name = "best.safetensors" if config.save_top_k == 1 else "best-epoch{epoch:03d}.safetensors"
+            extra.append(ModelCheckpoint(str(Path(config.checkpoint_dir) / name), config.monitor, True, mode, save_top_k=config.save_top_k))
         return extra
 
     # ------------------------------------------------------------------ hooks subclasses override
@@ -518,7 +520,8 @@ class Trainer:
                         running.update(name, value, batch_size)
         finally:
             self.model.train(was_training)
-        return {f"{prefix}{k}": v for k, v in running.compute().items()}
+        reduce = self._all_reduce if self.dist.enabled else None
+        return {f"{prefix}{k}": v for k, v in running.compute(reduce).items()}
 
     def predict(self, dataloader: Iterable[Any]) -> Any:
         """Model outputs for every batch, concatenated along dim 0 when they are tensors."""

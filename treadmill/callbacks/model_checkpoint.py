@@ -43,6 +43,9 @@ def format_checkpoint_path(template: str, values: dict[str, Any]) -> tuple[str, 
 class ModelCheckpoint(Callback):
     """Save the training state to `filepath` (a template with `{epoch}` and any metric).
 
+    A `.safetensors` path saves the model's weights only (a model artifact); any other suffix
+    saves the full, resumable training state.
+
     With `save_best_only` a file is written only when `monitor` improves and only the `save_top_k`
     best files written by this callback are kept; otherwise every validation epoch is saved.
     `epoch` in the template is 1-based, as users count epochs.
@@ -80,21 +83,32 @@ class ModelCheckpoint(Callback):
             self._warned_keys = True
         return path
 
+    def _enters_top_k(self, value: float) -> bool:
+        if len(self.saved) < self.save_top_k:
+            return is_improvement(value, None, self.mode)  # anything but NaN
+        worst = self.saved[-1][0]
+        return is_improvement(value, worst, self.mode)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
             if self.save_best_only:
                 return  # nothing to compare this epoch (e.g. no validation ran)
         value = float(metrics.get(self.monitor, float("nan")))
-        if self.save_best_only and not is_improvement(value, self.best, self.mode):
+        if self.save_best_only and not self._enters_top_k(value):
             return
         path = self._path_for(trainer, epoch, metrics)
-        trainer.save_checkpoint(path)
+        if path.endswith(".safetensors"):
+            trainer.export_weights(path)  # a model artifact: weights only
+        else:
+            trainer.save_checkpoint(path)  # the full training state, resumable
         if self.save_best_only:
-            self.best, self.best_path = value, path
-            self.saved.append((value, path))
+            if is_improvement(value, self.best, self.mode):
+                self.best, self.best_path = value, path
+            self.saved = [(v, p) for v, p in self.saved if p != path] + [(value, path)]
             self.saved.sort(key=lambda item: item[0], reverse=self.mode == "max")
+            kept = {p for _, p in self.saved[: self.save_top_k]}
             for _, stale in self.saved[self.save_top_k :]:
-                if stale != path and Path(stale).exists() and all(stale != p for _, p in self.saved[: self.save_top_k]):
+                if stale not in kept and Path(stale).exists():
                     os.remove(stale)
             self.saved = self.saved[: self.save_top_k]
         if self.verbose:
