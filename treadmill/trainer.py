@@ -59,7 +59,7 @@ from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_
 __all__ = ["Trainer", "TARGET_KEYS"]
 
 # Keys of a dict batch that hold targets; the other entries are passed to the model as keywords.
-TARGET_KEYS = ("target", "targets", "labels", "label", "y")
+TARGET_KEYS = ("target", "targets", "tgt", "labels", "label", "y")
 # Embedding inputs are range-checked on this many first training batches (and one validation batch).
 _CHECKED_BATCHES = 2
 
@@ -217,6 +217,10 @@ class Trainer:
         targets = self._targets(batch)
         return {name: fn(predictions, targets) for name, fn in self.metric_fns.items()}
 
+    def _derive_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from the epoch's means (e.g. perplexity from mean NLL); identity here."""
+        return metrics
+
     # ------------------------------------------------------------------ the loop
 
     def fit(self, resume_from: str | Path | None = None) -> dict[str, Any]:
@@ -304,7 +308,7 @@ class Trainer:
                 break
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
-        metrics = running.compute(self._all_reduce if self.dist.enabled else None)
+        metrics = self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
         if self.scheduler is not None and self.config.scheduler.interval == "epoch":
             self._step_epoch_scheduler(metrics)
         return metrics
@@ -521,7 +525,7 @@ class Trainer:
         finally:
             self.model.train(was_training)
         reduce = self._all_reduce if self.dist.enabled else None
-        return {f"{prefix}{k}": v for k, v in running.compute(reduce).items()}
+        return {f"{prefix}{k}": v for k, v in self._derive_metrics(running.compute(reduce)).items()}
 
     def predict(self, dataloader: Iterable[Any]) -> Any:
         """Model outputs for every batch, concatenated along dim 0 when they are tensors."""

@@ -1,0 +1,84 @@
+"""Run configs: YAML + dotted overrides, unknown keys with suggestions, value errors naming fields."""
+
+import pytest
+
+from treadmill.runconfig import RunConfigError, load_run_config, parse_overrides
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = """
+task: {name: reverse, options: {n_train: 100}}
+model: {name: transformer, d_model: 32}
+training:
+  epochs: 2
+  optimizer: {optimizer_class: AdamW, lr: 1.0e-3}
+"""
+
+
+def test_overrides_parse_yaml_values_into_nested_dicts():
+    assert parse_overrides(["model.d_model=256", "training.optimizer.lr=3e-4", "seq2seq.generation.strategy=beam"]) == {
+        "model": {"d_model": 256},
+        "training": {"optimizer": {"lr": 3e-4}},
+        "seq2seq": {"generation": {"strategy": "beam"}},
+    }
+
+
+def test_bad_override_syntax_is_explained():
+    with pytest.raises(RunConfigError, match="dotted.key=value"):
+        parse_overrides(["model.d_model"])
+
+
+def test_overrides_apply_and_defaults_fill_in(tmp_path):
+    config = load_run_config(write(tmp_path, BASE), ["model.d_model=64", "training.optimizer.lr=3e-4", "data.batch_size=16"])
+    assert config["model"]["d_model"] == 64
+    assert config["training"]["optimizer"]["lr"] == 3e-4
+    assert config["data"]["batch_size"] == 16 and config["data"]["eval_batch_size"] == 256
+    assert config["evaluation"]["splits"] == ["test"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.optimzer.lr=1", "Unknown config key 'training.optimzer'. Did you mean 'training.optimizer'?"),
+        ("model.d_modle=8", "Unknown config key 'model.d_modle'. Did you mean 'model.d_model'?"),
+        ("data.batchsize=8", "Did you mean 'data.batch_size'?"),
+        ("trainig.epochs=3", "Did you mean 'training'?"),
+        ("training.optimizer.lrr=1", "Did you mean 'training.optimizer.lr'?"),
+    ],
+)
+def test_unknown_keys_suggest_the_closest(tmp_path, override, message):
+    with pytest.raises(RunConfigError) as info:
+        load_run_config(write(tmp_path, BASE), [override])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("training.epochs=0", "epochs"),
+        ("training.optimizer.lr=-1", "lr"),
+        ("training.gradient_accumulation_steps=0", "gradient_accumulation_steps"),
+        ("seq2seq.label_smoothing=1.5", "label_smoothing"),
+        ("model.name=transfomer", "Did you mean 'transformer'"),
+    ],
+)
+def test_invalid_values_name_the_field(tmp_path, override, field):
+    with pytest.raises(RunConfigError, match=field):
+        load_run_config(write(tmp_path, BASE), [override])
+
+
+def test_missing_file_and_missing_task(tmp_path):
+    with pytest.raises(RunConfigError, match="does not exist"):
+        load_run_config(tmp_path / "nope.yaml")
+    with pytest.raises(RunConfigError, match="needs a task"):
+        load_run_config(write(tmp_path, "model: {name: transformer}\n"))
+
+
+def test_pytorch_treadmill_aliases_work_in_yaml(tmp_path):
+    config = load_run_config(write(tmp_path, BASE), ["training.grad_clip_norm=1.0", "training.validate_every=2"])
+    assert config["training"]["grad_clip_norm"] == 1.0

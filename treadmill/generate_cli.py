@@ -1,0 +1,53 @@
+"""`treadmill generate`: decode raw inputs with a trained run's tokenizers and model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
+from treadmill.runconfig import RunConfigError, parse_overrides
+
+__all__ = ["generate_lines"]
+
+
+def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attention_png: str | None = None) -> list[str]:
+    """One decoded output per input text."""
+    from treadmill.decoding import GenerationConfig, generate
+    from treadmill.runner import load_run
+
+    config, task, model = load_run(run_dir)
+    if task.kind != "seq2seq":
+        raise RunConfigError(f"`treadmill generate` decodes text; task {task.name!r} is a {task.kind} task.")
+    options: dict[str, Any] = {**config["seq2seq"].get("generation", {}), **config["evaluation"]["generation"]}
+    options.update(parse_overrides(settings))
+    if attention_png:
+        options["return_attention"] = True
+    try:
+        GenerationConfig(**options)
+    except (TypeError, ValueError) as err:
+        raise RunConfigError(f"generation settings {options}: {err}") from err
+    if not texts:
+        return []
+    rows = [[BOS_ID, *task.src_tokenizer.encode(text), EOS_ID] if _wraps_source(task) else task.src_tokenizer.encode(text) for text in texts]
+    width = max(len(r) for r in rows)
+    src = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows])
+    model.eval()
+    output = generate(model, src, src == PAD_ID, **options)
+    outputs = [task.tgt_tokenizer.decode(seq) for seq in output.sequences]
+    if attention_png and output.attention is not None:
+        from treadmill.plots import plot_attention
+
+        src_tokens = [task.src_tokenizer.decode([t]) or str(t) for t in rows[0]]
+        tgt_tokens = [task.tgt_tokenizer.decode([t]) or str(t) for t in output.sequences[0]] + ["<eos>"]
+        weights = output.attention[0][: len(tgt_tokens), : len(src_tokens)]
+        plot_attention(weights, src_tokens, tgt_tokens, out=Path(attention_png))
+    return outputs
+
+
+def _wraps_source(task: Any) -> bool:
+    """Whether the task's sources carry BOS/EOS around them (as its datasets produce)."""
+    example = task.splits["test"][0]["src"] if "test" in task.splits else []
+    return bool(example) and example[0] == BOS_ID

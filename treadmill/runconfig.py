@@ -1,0 +1,169 @@
+"""Run configs for the command line: YAML files plus dotted overrides, validated with clear errors.
+
+A run config has these sections (every one optional but `task`)::
+
+    task:        {name: g2p-cmudict, options: {...}}       # see `treadmill tasks`
+    model:       {name: transformer, d_model: 256, ...}     # treadmill.models registry fields
+    data:        {batch_size: 64, max_tokens: null, eval_batch_size: 256, num_workers: 0}
+    training:    {...TrainingConfig fields..., resume_from: null}
+    seq2seq:     {...Seq2SeqConfig fields...}
+    evaluation:  {splits: [test], generation: {...}, samples: 5, max_batches: null}
+    diagnostics: {enabled: true, every_n_steps: 200, watch: [encoder]}
+    seed: 0
+
+`load_run_config(path, overrides)` reads the file with OmegaConf, applies `a.b.c=value`
+overrides, and checks every key: an unknown one is rejected with the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from treadmill.config import ConfigError, OptimizerConfig, SchedulerConfig, TrainingConfig
+
+__all__ = ["load_run_config", "parse_overrides", "validate_run_config", "RunConfigError", "SECTION_KEYS"]
+
+
+class RunConfigError(ConfigError):
+    """A run config that cannot be used; the message names the key and what to do."""
+
+
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "task": ("name", "options"),
+    "data": ("batch_size", "max_tokens", "eval_batch_size", "num_workers"),
+    "evaluation": ("splits", "generation", "samples", "max_batches"),
+    "diagnostics": ("enabled", "every_n_steps", "watch", "on_alarm"),
+}
+TOP_LEVEL = ("task", "model", "data", "training", "seq2seq", "evaluation", "diagnostics", "seed", "name")
+DEFAULTS: dict[str, Any] = {
+    "data": {"batch_size": 64, "max_tokens": None, "eval_batch_size": 256, "num_workers": 0},
+    "evaluation": {"splits": ["test"], "generation": {}, "samples": 5, "max_batches": None},
+    "diagnostics": {"enabled": True, "every_n_steps": 200, "watch": [], "on_alarm": "warn"},
+    "training": {},
+    "seq2seq": {},
+    "model": {"name": "transformer"},
+    "seed": 0,
+}
+
+
+def _suggest(key: str, valid: Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _dataclass_keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _check_keys(where: str, given: Mapping[str, Any], valid: Iterable[str]) -> None:
+    valid = list(valid)
+    for key in given:
+        if key not in valid:
+            full_valid = [f"{where}.{v}" if where else v for v in valid]
+            full_key = f"{where}.{key}" if where else str(key)
+            raise RunConfigError(
+                f"Unknown config key '{full_key}'.{_suggest(full_key, full_valid)} Valid keys here: {', '.join(valid)}."
+            )
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """Parse `a.b=value` strings (values in YAML syntax) into a nested dict."""
+    from omegaconf import OmegaConf
+
+    items = list(overrides)
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise RunConfigError(
+                f"Bad override {item!r}: write dotted.key=value, e.g. model.d_model=256 or training.optimizer.lr=3e-4."
+            )
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(items), resolve=True)  # type: ignore[return-value]
+    except Exception as err:  # omegaconf raises several grammar errors
+        raise RunConfigError(f"Cannot parse overrides {items}: {err}") from err
+
+
+def merge_configs(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_configs(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The validated run config from a YAML file and dotted overrides, with defaults filled in."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunConfigError(f"Config file '{path}' does not exist. The examples are in examples/*.yaml.")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as err:
+        raise RunConfigError(f"Cannot read config file '{path}': {err}") from err
+    if not isinstance(raw, dict):
+        raise RunConfigError(f"Config file '{path}' must hold a mapping of sections (task, model, training, ...).")
+    merged = merge_configs(raw, parse_overrides(overrides))
+    return validate_run_config(merged)
+
+
+def validate_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every section and key; return the config with defaults filled in."""
+    _check_keys("", config, TOP_LEVEL)
+    if "task" not in config or not isinstance(config["task"], Mapping) or "name" not in config["task"]:
+        raise RunConfigError("The config needs a task: `task: {name: reverse}` (see `treadmill tasks`).")
+    full = merge_configs(DEFAULTS, config)
+    full["task"].setdefault("options", {})
+    for section, keys in SECTION_KEYS.items():
+        _check_keys(section, full.get(section) or {}, keys)
+    _validate_training(full["training"])
+    _validate_seq2seq(full["seq2seq"])
+    _validate_model(full["model"])
+    return full
+
+
+def _validate_training(training: Mapping[str, Any]) -> None:
+    fields = _dataclass_keys(TrainingConfig) + list(TrainingConfig.ALIASES) + ["resume_from"]  # type: ignore[attr-defined]
+    _check_keys("training", training, fields)
+    if isinstance(training.get("optimizer"), Mapping):
+        _check_keys("training.optimizer", training["optimizer"], _dataclass_keys(OptimizerConfig))
+    if isinstance(training.get("scheduler"), Mapping):
+        _check_keys("training.scheduler", training["scheduler"], _dataclass_keys(SchedulerConfig))
+    training_config({**training})  # values
+
+
+def training_config(training: Mapping[str, Any]) -> TrainingConfig:
+    """A TrainingConfig from the `training` section (without the CLI-only resume_from)."""
+    values = {k: v for k, v in training.items() if k != "resume_from"}
+    try:
+        return TrainingConfig(**values)
+    except ConfigError as err:
+        raise RunConfigError(f"training: {err}") from err
+
+
+def _validate_seq2seq(section: Mapping[str, Any]) -> None:
+    from treadmill.seq2seq.trainer import Seq2SeqConfig
+
+    _check_keys("seq2seq", section, _dataclass_keys(Seq2SeqConfig))
+    try:
+        Seq2SeqConfig(**section)
+    except ConfigError as err:
+        raise RunConfigError(f"seq2seq: {err}") from err
+
+
+def _validate_model(section: Mapping[str, Any]) -> None:
+    from treadmill.models.registry import MODELS
+
+    name = section.get("name")
+    valid = sorted(MODELS)
+    if name not in MODELS:
+        raise RunConfigError(f"model.name={name!r} is not a model.{_suggest(str(name), valid)} Valid: {', '.join(valid)}.")
+    cfg_cls = MODELS[name][0]
+    # vocabulary sizes and forecast shapes come from the task, so users do not give them
+    _check_keys("model", section, ["name", *_dataclass_keys(cfg_cls)])

@@ -1,0 +1,299 @@
+"""What `treadmill train` and `treadmill eval` do: build the task, model and trainer from a run
+config, train, evaluate, and write the run directory.
+
+Run directory::
+
+    config.yaml        the fully resolved config
+    tokenizers/        source and target tokenizers (reloaded by eval / generate)
+    metrics.csv        one row per epoch; TensorBoard events beside it
+    checkpoints/       last.pt (resumable), best.safetensors (weights)
+    summary.json       final train/val/test metrics, wall time, parameter count
+    predictions.tsv    source, reference, hypothesis for each test example (seq2seq tasks)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from treadmill.callbacks.base import Callback
+from treadmill.checkpoint import load_checkpoint, load_model_weights
+from treadmill.metrics import Seq2SeqMetrics
+from treadmill.models.registry import build_model
+from treadmill.runconfig import RunConfigError, training_config
+from treadmill.seq2seq.trainer import strip_target
+from treadmill.utils import move_to_device
+
+__all__ = ["build_task", "build_run_model", "train_run", "eval_run", "load_run", "strip_stress"]
+
+
+def build_task(config: dict[str, Any]) -> Any:
+    """The task named in the config, built with its options."""
+    from treadmill.data.tasks import get_task
+
+    try:
+        return get_task(config["task"]["name"], **config["task"]["options"])
+    except ValueError as err:
+        raise RunConfigError(f"task: {err}") from err
+
+
+def build_run_model(config: dict[str, Any], task: Any) -> nn.Module:
+    """The model of the config, sized for the task's vocabularies or series."""
+    params = {k: v for k, v in config["model"].items() if k != "name"}
+    name = config["model"]["name"]
+    if task.kind == "forecast":
+        if name != "forecaster":
+            raise RunConfigError(f"task {task.name!r} is a forecasting task: use model.name=forecaster (got {name!r}).")
+        params.setdefault("context_len", task.metadata["context_len"])
+        params.setdefault("horizon", task.metadata["horizon"])
+    elif name == "gpt":
+        params.setdefault("vocab_size", max(task.src_tokenizer.vocab_size, task.tgt_tokenizer.vocab_size))
+    elif name == "forecaster":
+        raise RunConfigError(f"model.name=forecaster is for forecasting tasks; task {task.name!r} is seq2seq.")
+    else:
+        params.setdefault("src_vocab_size", task.src_tokenizer.vocab_size)
+        params.setdefault("tgt_vocab_size", task.tgt_tokenizer.vocab_size)
+    try:
+        return build_model(name, params)
+    except (ValueError, TypeError) as err:
+        raise RunConfigError(f"model: {err}") from err
+
+
+def strip_stress(text: str) -> str:
+    """ARPAbet without stress digits: 'HH AH0 L OW1' -> 'HH AH L OW'."""
+    return re.sub(r"(?<=[A-Z])[012]\b", "", text)
+
+
+def _loaders(config: dict[str, Any], task: Any) -> dict[str, Any]:
+    data, seed = config["data"], config["seed"]
+    loaders = {"train": task.loader("train", batch_size=data["batch_size"], max_tokens=data["max_tokens"], seed=seed,
+                                    num_workers=data["num_workers"])}
+    for split in ("valid", "test"):
+        if split in task.splits:
+            loaders[split] = task.loader(split, batch_size=data["eval_batch_size"], shuffle=False)
+    return loaders
+
+
+def _callbacks(config: dict[str, Any], run_dir: Path) -> list[Callback]:
+    callbacks: list[Callback] = []
+    try:
+        from treadmill.callbacks.loggers import CSVLogger, TensorBoardLogger
+    except ImportError:  # loggers are optional pieces; training works without them
+        return callbacks
+    callbacks.append(CSVLogger(run_dir))
+    try:
+        callbacks.append(TensorBoardLogger(run_dir))
+    except ImportError:
+        pass
+    diag = config["diagnostics"]
+    if diag.get("enabled"):
+        try:
+            from treadmill.callbacks.diagnostics import Diagnostics
+
+            callbacks.append(Diagnostics(every_n_steps=diag["every_n_steps"], watch=tuple(diag["watch"])))
+        except (ImportError, TypeError):
+            pass
+    return callbacks
+
+
+def make_trainer(config: dict[str, Any], task: Any, model: nn.Module, loaders: dict[str, Any], run_dir: Path,
+                 callbacks: list[Callback] | None = None) -> Any:
+    """A Seq2SeqTrainer (or a plain Trainer for forecasting) for the run."""
+    training = dict(config["training"])
+    training.setdefault("seed", config["seed"])
+    training.setdefault("checkpoint_dir", str(run_dir / "checkpoints"))
+    training.setdefault("monitor", "val_loss")
+    train_config = training_config(training)
+    if task.kind == "forecast":
+        from treadmill import Trainer
+
+        return Trainer(model, train_config, loaders["train"], loaders.get("valid"), loss_fn=nn.MSELoss(), callbacks=callbacks)
+    from treadmill.seq2seq.trainer import Seq2SeqConfig, Seq2SeqTrainer
+
+    return Seq2SeqTrainer(
+        model, train_config, loaders["train"], loaders.get("valid"), callbacks=callbacks,
+        seq2seq=Seq2SeqConfig(**config["seq2seq"]),
+        detokenize=task.tgt_tokenizer.decode,
+        references=_reference_fn(task, "valid"),
+    )  # fmt: skip
+
+
+def _reference_fn(task: Any, split: str) -> Callable[[dict[str, Any]], list[list[list[int]]]] | None:
+    """All acceptable targets of a batch's examples, as token ids (multi-reference tasks)."""
+    if not task.references or split not in task.references:
+        return None
+    encoded = [[task.tgt_tokenizer.encode(r) for r in refs] for refs in task.references[split]]
+    return lambda batch: [encoded[int(i)] for i in batch["index"]]
+
+
+def write_run_files(run_dir: Path, config: dict[str, Any], task: Any) -> None:
+    """config.yaml and the tokenizers, before training starts."""
+    from omegaconf import OmegaConf
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
+    if task.src_tokenizer is not None:
+        (run_dir / "tokenizers").mkdir(exist_ok=True)
+        task.src_tokenizer.save(run_dir / "tokenizers" / "src.json")
+        task.tgt_tokenizer.save(run_dir / "tokenizers" / "tgt.json")
+
+
+def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Train as the config says, evaluate on the test split, write the run directory."""
+    started = time.perf_counter()
+    task = build_task(config)
+    write_run_files(run_dir, config, task)
+    torch.manual_seed(config["seed"])
+    model = build_run_model(config, task)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"Task {task.name}: {task.split_sizes()}; model {config['model']['name']} with {n_params:,} parameters.", flush=True)
+    loaders = _loaders(config, task)
+    trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir))
+    history = trainer.fit(resume_from=config["training"].get("resume_from"))
+    train_seconds = time.perf_counter() - started
+    _load_best(trainer, run_dir)
+    final = evaluate_splits(config, task, trainer, loaders, run_dir)
+    summary = {
+        "task": task.name,
+        "model": config["model"]["name"],
+        "parameters": n_params,
+        "epochs": history["total_epochs"],
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "train": history["train_metrics"][-1] if history["train_metrics"] else {},
+        "valid": next((m for m in reversed(history["val_metrics"]) if m), {}),
+        **final,
+        "history": {k: v for k, v in history.items() if isinstance(v, list) and v and isinstance(v[0], float)},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def _load_best(trainer: Any, run_dir: Path) -> None:
+    best = run_dir / "checkpoints" / "best.safetensors"
+    if best.exists():
+        load_model_weights(trainer.model, load_checkpoint(best)["model"], source=str(best))
+
+
+def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Metrics of the configured evaluation splits; predictions.tsv and samples for seq2seq."""
+    results: dict[str, Any] = {}
+    for split in config["evaluation"]["splits"]:
+        if split not in loaders:
+            continue
+        if task.kind == "forecast":
+            results[split] = evaluate_forecast(trainer, task, loaders[split])
+        else:
+            metrics = trainer.evaluate(loaders[split], decode=False)  # teacher-forced view
+            metrics.update(decode_split(config, task, trainer, split, loaders[split], run_dir / "predictions.tsv" if split == "test" else None))
+            results[split] = metrics
+        print(f"{split}: " + json.dumps({k: round(v, 4) for k, v in results[split].items() if isinstance(v, float)}), flush=True)
+    return results
+
+
+def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, loader: Any,
+                 predictions_path: Path | None) -> dict[str, float]:
+    """Free-running decoding of a split, streamed batch by batch into metrics and predictions."""
+    evaluation = config["evaluation"]
+    options = {**config["seq2seq"].get("generation", {}), **evaluation["generation"]}
+    refs_of = _reference_fn(task, split)
+    g2p = task.name.startswith("g2p")  # phonemes with stress digits; one word per example
+    accumulators = {"": Seq2SeqMetrics(detokenize=task.tgt_tokenizer.decode)}
+    if g2p:
+        accumulators["_nostress"] = Seq2SeqMetrics()
+    handle = predictions_path.open("w", newline="") if predictions_path else None
+    writer = csv.writer(handle, delimiter="\t") if handle else None
+    if writer:
+        writer.writerow(["source", "reference", "hypothesis"])
+    samples: list[tuple[str, str, str]] = []
+    dataset = task.splits[split]
+    max_batches = evaluation.get("max_batches")
+    try:
+        for index, batch in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                break
+            batch = move_to_device(batch, trainer.device)
+            hyps = trainer.generate_batch(batch, **options)
+            refs = refs_of(batch) if refs_of else [[strip_target(row.tolist())] for row in batch["tgt"]]
+            accumulators[""].update(hyps, refs)
+            hyp_texts = [task.tgt_tokenizer.decode(h) for h in hyps]
+            if g2p:
+                accumulators["_nostress"].update([strip_stress(h) for h in hyp_texts],
+                                                 [[strip_stress(task.tgt_tokenizer.decode(r)) for r in group] for group in refs])
+            for row, hyp_text in zip(batch["index"].tolist(), hyp_texts, strict=True):
+                source, reference = dataset.pairs[row]
+                if writer:
+                    writer.writerow([source, reference, hyp_text])
+                if len(samples) < evaluation["samples"]:
+                    samples.append((source, reference, hyp_text))
+    finally:
+        if handle:
+            handle.close()
+    metrics: dict[str, float] = {}
+    for suffix, accumulator in accumulators.items():
+        values = accumulator.compute()
+        values["gen_token_accuracy"] = values.pop("token_accuracy")
+        values.pop("sequence_accuracy")  # free-running sequence accuracy is exact_match
+        if g2p:
+            values["wer"] = 1.0 - values["exact_match"]  # a word is wrong if any phoneme is (G2P convention)
+        metrics.update({f"{k}{suffix}": v for k, v in values.items()})
+    for source, reference, hyp in samples:
+        mark = "✓" if hyp == reference else "✗"
+        print(f"  {mark} {source!r:28} ref {reference!r:40} hyp {hyp!r}", flush=True)
+    return metrics
+
+
+def evaluate_forecast(trainer: Any, task: Any, loader: Any) -> dict[str, float]:
+    """MSE/MAE/MASE of the model and of the naive and seasonal-naive baselines, in original units."""
+    from treadmill.data.tasks.forecast import evaluate_forecaster
+
+    return evaluate_forecaster(trainer.model, task, loader, trainer.device)
+
+
+def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
+    """(config, task, model with its best weights) of a finished run directory."""
+    from omegaconf import OmegaConf
+
+    from treadmill.runconfig import merge_configs, parse_overrides, validate_run_config
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunConfigError(f"'{run_dir}' is not a run directory: it has no config.yaml. Train one with `treadmill train`.")
+    config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    config = validate_run_config(merge_configs(config, parse_overrides(overrides or [])))  # type: ignore[arg-type]
+    task = build_task(config)
+    if (run_dir / "tokenizers" / "src.json").exists():
+        from treadmill.data.tokenizers import load_tokenizer
+
+        task.src_tokenizer = load_tokenizer(run_dir / "tokenizers" / "src.json")
+        task.tgt_tokenizer = load_tokenizer(run_dir / "tokenizers" / "tgt.json")
+    model = build_run_model(config, task)
+    for name in ("best.safetensors", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.exists():
+            load_model_weights(model, load_checkpoint(path)["model"], source=str(path))
+            break
+    else:
+        raise RunConfigError(f"'{run_dir}/checkpoints' has no best.safetensors or last.pt to load.")
+    return config, task, model
+
+
+def eval_run(run_dir: Path, split: str, overrides: list[str]) -> dict[str, Any]:
+    """Metrics of a trained run on one split."""
+    config, task, model = load_run(run_dir, overrides)
+    if split not in task.splits:
+        raise RunConfigError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}.")
+    config["evaluation"]["splits"] = [split]
+    config["evaluation"]["samples"] = 0
+    loaders = {split: task.loader(split, batch_size=config["data"]["eval_batch_size"], shuffle=False)}
+    training = {**config["training"], "checkpoint_dir": None, "progress_bar": False}
+    trainer = make_trainer({**config, "training": training}, task, model, {"train": loaders[split], **loaders}, run_dir)
+    return evaluate_splits(config, task, trainer, loaders, run_dir)[split]

@@ -1,0 +1,118 @@
+"""`treadmill sweep`: run a grid of config overrides, each in its own directory, into a table."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from treadmill.runconfig import RunConfigError, load_run_config
+
+__all__ = ["parse_grid", "run_sweep", "run_status", "write_tables"]
+
+
+def parse_grid(items: list[str]) -> list[list[str]]:
+    """Every combination of `key=v1,v2` items as lists of `key=value` overrides."""
+    axes = []
+    for item in items:
+        if "=" not in item:
+            raise RunConfigError(f"Bad sweep item {item!r}: write key=v1,v2 (or key=value for a fixed setting).")
+        key, values = item.split("=", 1)
+        choices = [v for v in values.split(",") if v != ""]
+        if not choices:
+            raise RunConfigError(f"Sweep item {item!r} has no values.")
+        axes.append([f"{key}={v}" for v in choices])
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
+def _run_name(overrides: list[str]) -> str:
+    name = ",".join(o.split(".")[-1] for o in overrides) or "base"
+    return "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in name)
+
+
+def run_status(summary: dict[str, Any], monitor: str) -> str:
+    """ok, diverged (non-finite metrics) or collapsed (final validation metric far from its best)."""
+    valid = summary.get("history", {}).get(monitor, [])
+    values = [v for v in valid if isinstance(v, (int, float))]
+    if any(not math.isfinite(v) for v in values) or not math.isfinite(summary.get("train", {}).get("loss", 0.0)):
+        return "diverged"
+    if len(values) >= 2 and "loss" not in monitor:
+        best, last = max(values), values[-1]
+        if best > 0 and last < 0.5 * best:
+            return "collapsed"
+    return "ok"
+
+
+def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
+    """Train every combination (skipping finished ones), record failures, write the tables."""
+    from treadmill.runner import train_run
+
+    combos = parse_grid(grid)
+    for overrides in combos:  # validate every combination before the first long run
+        load_run_config(config_path, overrides)
+    rows = []
+    for index, overrides in enumerate(combos, start=1):
+        run_dir = sweep_dir / _run_name(overrides)
+        summary_path = run_dir / "summary.json"
+        print(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}", flush=True)
+        if summary_path.exists():
+            print("  finished before; skipped", flush=True)
+            summary = json.loads(summary_path.read_text())
+        else:
+            started = time.perf_counter()
+            try:
+                summary = train_run(load_run_config(config_path, overrides), run_dir)
+            except Exception as err:  # noqa: BLE001 - a failing run is recorded, the sweep goes on
+                summary = {"status": "failed", "error": f"{type(err).__name__}: {err}", "wall_seconds": time.perf_counter() - started}
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+        rows.append(_row(overrides, summary, load_run_config(config_path, overrides)))
+        write_tables(rows, sweep_dir)
+    return rows
+
+
+def _row(overrides: list[str], summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    monitor = config["training"].get("monitor", "val_loss")
+    history = _history(summary)
+    values = history.get(monitor, [])
+    row: dict[str, Any] = {"overrides": " ".join(overrides), "status": summary.get("status") or run_status({**summary, "history": history}, monitor)}
+    if values:
+        pick = min if "loss" in monitor or "error" in monitor else max
+        best = pick(values)
+        row.update({"monitor": monitor, "best": best, "best_epoch": values.index(best) + 1})
+    for split in ("valid", "test"):
+        for key, value in (summary.get(split) or {}).items():
+            if isinstance(value, (int, float)) and key.split("_")[-1] in ("loss", "match", "accuracy", "bleu", "wer", "per", "mase", "nostress", "gap"):
+                row[f"{split}:{key.removeprefix('val_')}"] = value
+    row["wall_s"] = round(float(summary.get("wall_seconds", 0.0)), 1)
+    if "error" in summary:
+        row["error"] = summary["error"][:120]
+    return row
+
+
+def _history(summary: dict[str, Any]) -> dict[str, list[float]]:
+    return summary.get("history", {})
+
+
+def write_tables(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    """experiments.csv and experiments.md with one row per run."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with open(sweep_dir / "experiments.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value if value is not None else "")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    (sweep_dir / "experiments.md").write_text("\n".join(lines) + "\n")
