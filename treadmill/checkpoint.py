@@ -98,7 +98,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 def capture_rng_state() -> dict[str, Any]:
     """Python, numpy, torch CPU and CUDA RNG states, as plain data a weights_only load accepts."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
@@ -144,7 +144,7 @@ def _fill_tied(model_state: Mapping[str, torch.Tensor], loaded: dict[str, Any]) 
     """Give tied parameters that a safetensors export stored once their shared value back."""
     by_storage: dict[tuple[int, int], list[str]] = {}
     for key, tensor in model_state.items():
-        by_storage.setdefault((tensor.untyped_storage().data_ptr(), tensor.storage_offset()), []).append(key)
+        by_storage.setdefault((tensor.untyped_storage().data_ptr(), int(tensor.storage_offset())), []).append(key)
     for keys in by_storage.values():
         present = [k for k in keys if k in loaded]
         if present:

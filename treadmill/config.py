@@ -65,10 +65,10 @@ def _with_aliases(aliases: Mapping[str, str]) -> Callable[[type[T]], type[T]]:
             dataclass_init(self, *args, **kwargs)
 
         __init__.__doc__ = dataclass_init.__doc__
-        cls.__init__ = __init__  # type: ignore[misc]
+        cls.__init__ = __init__  # type: ignore[method-assign,misc]
         for alias, target in aliases.items():
             if alias not in field_names:
-                setattr(cls, alias, property(lambda self, _t=target: getattr(self, _t)))
+                setattr(cls, alias, property(lambda self, _t=target: getattr(self, _t)))  # type: ignore[misc]
         cls.ALIASES = dict(aliases)  # type: ignore[attr-defined]
         return cls
 

@@ -56,7 +56,7 @@ class SkipBatchSampler(Sampler[list[int]]):
 def _skipping_loader(loader: DataLoader, skip: int) -> DataLoader:
     """A copy of the loader whose batch sampler starts after `skip` batches."""
     kwargs: dict[str, Any] = {
-        "batch_sampler": SkipBatchSampler(loader.batch_sampler, skip),
+        "batch_sampler": SkipBatchSampler(loader.batch_sampler, skip),  # type: ignore[arg-type]
         "num_workers": loader.num_workers,
         "collate_fn": loader.collate_fn,
         "pin_memory": loader.pin_memory,

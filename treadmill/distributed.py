@@ -66,7 +66,7 @@ def shard_loader(loader: Any, info: DistInfo, seed: int) -> Any:
         return loader
     if loader.batch_sampler is None or type(loader.batch_sampler).__name__ != "BatchSampler":
         return loader  # a custom batch sampler must shard itself (e.g. TokenBudgetBatchSampler)
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         loader.dataset,
         num_replicas=info.world_size,
         rank=info.rank,

@@ -61,7 +61,7 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     try:
-        return cls(param_groups(model, config), lr=config.lr, **kwargs)
+        return cls(param_groups(model, config), lr=config.lr, **kwargs)  # type: ignore[call-arg]
     except TypeError as err:
         raise ConfigError(f"OptimizerConfig.params {kwargs} do not fit {cls.__name__}: {err}") from err
 

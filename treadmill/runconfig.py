@@ -109,7 +109,7 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> dict[str
         raise RunConfigError(f"Cannot read config file '{path}': {err}") from err
     if not isinstance(raw, dict):
         raise RunConfigError(f"Config file '{path}' must hold a mapping of sections (task, model, training, ...).")
-    merged = merge_configs(raw, parse_overrides(overrides))
+    merged = merge_configs(raw, parse_overrides(overrides))  # type: ignore[arg-type]
     return validate_run_config(merged)
 
 

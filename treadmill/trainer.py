@@ -156,7 +156,7 @@ class Trainer:
 
     def _callbacks_from_config(self, user_callbacks: list[Callback]) -> list[Callback]:
         """The callbacks the config asks for without the user writing them."""
-        config, extra = self.config, []
+        config, extra = self.config, list[Callback]()
         mode = None if config.monitor_mode == "auto" else config.monitor_mode
         # A user's own EarlyStopping replaces the one early_stopping_patience would add.
         user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)
@@ -204,7 +204,7 @@ class Trainer:
             return self.loss_fn(predictions, targets)
         model = unwrap_model(self.model)
         if hasattr(model, "compute_loss"):
-            return model.compute_loss(predictions, targets)
+            return model.compute_loss(predictions, targets)  # type: ignore[operator]
         raise ValueError(
             "No loss: pass loss_fn=... to Trainer, give the model a compute_loss(outputs, targets) "
             "method, or override Trainer._compute_loss."
@@ -277,7 +277,7 @@ class Trainer:
                 cb.on_batch_start(self, batch, batch_idx)
             end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
             # DDP all-reduces gradients only on the last micro-batch of an accumulation group.
-            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else _null()
+            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else _null()  # type: ignore[operator]
             with sync:
                 predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
                 batch_size = batch_size_of(batch)
@@ -309,7 +309,7 @@ class Trainer:
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
         metrics = self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
-        if self.scheduler is not None and self.config.scheduler.interval == "epoch":
+        if self.scheduler is not None and self._scheduler_interval == "epoch":
             self._step_epoch_scheduler(metrics)
         return metrics
 
@@ -372,7 +372,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if not stepped:
             self.skipped_steps += 1  # the scheduler does not advance on a skipped step either
-        elif self.scheduler is not None and self.config.scheduler.interval == "step":
+        elif self.scheduler is not None and self._scheduler_interval == "step":
             self.scheduler.step()
         self.global_step += 1
         for cb in self.callbacks:
@@ -383,6 +383,10 @@ class Trainer:
             self._plateau_pending = True  # stepped in _end_epoch, once validation metrics exist
             return
         self.scheduler.step()
+
+    @property
+    def _scheduler_interval(self) -> str | None:
+        return self.config.scheduler.interval if self.config.scheduler is not None else None
 
     def _is_log_step(self) -> bool:
         return self.global_step % self.config.log_frequency == 0
@@ -417,7 +421,7 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self._plateau_pending:
-            monitor = self.config.scheduler.monitor
+            monitor = self.config.scheduler.monitor if self.config.scheduler else "val_loss"
             if monitor in metrics:
                 self.scheduler.step(metrics[monitor])
             self._plateau_pending = False

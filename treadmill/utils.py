@@ -41,9 +41,8 @@ def map_batch(fn: Callable[[torch.Tensor], Any], batch: Any) -> Any:
     if isinstance(batch, torch.Tensor):
         return fn(batch)
     if isinstance(batch, Mapping):
-        return type(batch)({k: map_batch(fn, v) for k, v in batch.items()}) if type(batch) is not dict else {
-            k: map_batch(fn, v) for k, v in batch.items()
-        }
+        mapped = {k: map_batch(fn, v) for k, v in batch.items()}
+        return mapped if type(batch) is dict else type(batch)(mapped)  # type: ignore[call-arg]
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
         return type(batch)(*(map_batch(fn, v) for v in batch))
     if isinstance(batch, (list, tuple)):

@@ -110,7 +110,7 @@ class Seq2SeqTrainer(Trainer):
     ) -> None:
         self.seq2seq = seq2seq or Seq2SeqConfig()
         if loss_fn is None:
-            loss_fn = LabelSmoothedCrossEntropy(self.seq2seq.label_smoothing, PAD_ID, self.seq2seq.loss_reduction)
+            loss_fn = LabelSmoothedCrossEntropy(self.seq2seq.label_smoothing, PAD_ID, self.seq2seq.loss_reduction)  # type: ignore[arg-type]
         super().__init__(model, config, train_dataloader, val_dataloader, loss_fn, metric_fns, callbacks)
         self.detokenize = detokenize
         self.references = references
@@ -223,8 +223,8 @@ class Seq2SeqTrainer(Trainer):
             mask = batch.get("src_padding_mask")
             output = generate(model, src, src == PAD_ID if mask is None else mask, **options)
         else:
-            src = batch.get("src")
-            prompts = [strip_target(row.tolist()) + [BOS_ID] for row in src] if src is not None else [[BOS_ID]] * batch["tgt"].size(0)
+            prompt_src = batch.get("src")
+            prompts = [strip_target(row.tolist()) + [BOS_ID] for row in prompt_src] if prompt_src is not None else [[BOS_ID]] * batch["tgt"].size(0)
             output = generate(model, prompt=prompts, **options)
         return [list(seq) for seq in output.sequences]
 
