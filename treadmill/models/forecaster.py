@@ -33,13 +33,22 @@ class Forecaster(nn.Module):
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
         self.config = config
-        self.gru = nn.GRU(config.n_features, config.hidden_dim, config.num_layers, batch_first=True,
-                          dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            config.n_features,
+            config.hidden_dim,
+            config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
         self.head = nn.Sequential(
-            nn.Linear(config.hidden_dim, config.hidden_dim), nn.GELU(), nn.Dropout(config.dropout),
+            nn.Linear(config.hidden_dim, config.hidden_dim),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
             nn.Linear(config.hidden_dim, config.horizon * config.n_features),
         )
-        self.skip = nn.Linear(config.context_len * config.n_features, config.horizon * config.n_features)
+        self.skip = nn.Linear(
+            config.context_len * config.n_features, config.horizon * config.n_features
+        )
 
     @classmethod
     def from_config(cls, config: ForecasterConfig) -> Forecaster:
@@ -50,5 +59,7 @@ class Forecaster(nn.Module):
         """(batch, context_len, n_features) past values -> (batch, horizon, n_features) forecasts."""
         batch = src.size(0)
         _, hidden = self.gru(src)  # hidden: (num_layers, batch, hidden_dim)
-        out = self.head(hidden[-1]) + self.skip(src.reshape(batch, -1))  # (batch, horizon * n_features)
+        out = self.head(hidden[-1]) + self.skip(
+            src.reshape(batch, -1)
+        )  # (batch, horizon * n_features)
         return out.view(batch, self.config.horizon, self.config.n_features)

@@ -162,8 +162,7 @@ class MultiHeadAttention(nn.Module):
         weights = scores.softmax(dim=-1)
         if allowed is not None:
             weights = weights.masked_fill(~allowed, 0.0)
-        p = self.dropout if self.training else 0.0
-        out = F.dropout(weights, p=p, training=self.training) @ v.to(weights.dtype)
+        out = F.dropout(weights, self.dropout, self.training) @ v.to(weights.dtype)
         return out.to(v.dtype), weights.mean(dim=1)
 
     def forward(

@@ -30,6 +30,8 @@ def _check_positions(positions: Tensor, max_len: int, owner: str) -> None:
 class SinusoidalPositionalEncoding(nn.Module):
     """Fixed sin/cos encodings of Vaswani et al. (2017): positions -> (..., d_model)."""
 
+    table: Tensor
+
     def __init__(self, d_model: int, max_len: int = 1024) -> None:
         super().__init__()
         if d_model % 2:
@@ -69,6 +71,9 @@ class RotaryEmbedding(nn.Module):
     ``rotate(x, positions)`` rotates pairs (x[..., i], x[..., i + head_dim/2]) by angle
     ``position * base**(-2i/head_dim)``, so q·k depends only on the relative position.
     """
+
+    cos: Tensor
+    sin: Tensor
 
     def __init__(self, head_dim: int, max_len: int = 1024, base: float = 10000.0) -> None:
         super().__init__()

@@ -41,9 +41,7 @@ def _scale(d_model: int, layer_scale_init: float | None) -> nn.Module:
 class _Residual(nn.Module):
     """Norm + residual + dropout + layer-scale around one sub-layer; pre- or post-norm."""
 
-    def __init__(
-        self, norm: nn.Module, dropout: float, norm_first: bool, scale: nn.Module
-    ) -> None:
+    def __init__(self, norm: nn.Module, dropout: float, norm_first: bool, scale: nn.Module) -> None:
         super().__init__()
         self.norm = norm
         self.dropout = nn.Dropout(dropout)
@@ -77,8 +75,12 @@ class EncoderBlock(nn.Module):
         d_model = self_attn.d_model
         self.self_attn = self_attn
         self.feed_forward = feed_forward
-        self.attn_residual = _Residual(norm_attn, dropout, norm_first, _scale(d_model, layer_scale_init))
-        self.ff_residual = _Residual(norm_ff, dropout, norm_first, _scale(d_model, layer_scale_init))
+        self.attn_residual = _Residual(
+            norm_attn, dropout, norm_first, _scale(d_model, layer_scale_init)
+        )
+        self.ff_residual = _Residual(
+            norm_ff, dropout, norm_first, _scale(d_model, layer_scale_init)
+        )
 
     def forward(
         self,
@@ -91,7 +93,10 @@ class EncoderBlock(nn.Module):
         """x (B, S, D), padding_mask (B, S) True = pad -> (B, S, D)."""
         h = self.attn_residual.pre(x)
         attn = self.self_attn(
-            h, key_padding_mask=padding_mask, attn_mask=attn_mask, is_causal=is_causal,
+            h,
+            key_padding_mask=padding_mask,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
             positions=positions,
         ).output
         x = self.attn_residual.post(x, attn)
@@ -120,13 +125,17 @@ class DecoderBlock(nn.Module):
         self.self_attn = self_attn
         self.cross_attn = cross_attn
         self.feed_forward = feed_forward
-        self.self_residual = _Residual(norm_self, dropout, norm_first, _scale(d_model, layer_scale_init))
+        self.self_residual = _Residual(
+            norm_self, dropout, norm_first, _scale(d_model, layer_scale_init)
+        )
         self.cross_residual = (
             None
             if norm_cross is None
             else _Residual(norm_cross, dropout, norm_first, _scale(d_model, layer_scale_init))
         )
-        self.ff_residual = _Residual(norm_ff, dropout, norm_first, _scale(d_model, layer_scale_init))
+        self.ff_residual = _Residual(
+            norm_ff, dropout, norm_first, _scale(d_model, layer_scale_init)
+        )
 
     def forward(
         self,
@@ -150,19 +159,28 @@ class DecoderBlock(nn.Module):
         cache = cache or {}
         h = self.self_residual.pre(x)
         self_out = self.self_attn(
-            h, key_padding_mask=self_padding_mask, attn_mask=self_attn_mask, is_causal=is_causal,
-            need_weights=need_weights and self.cross_attn is None, cache=cache.get("self"),
-            use_cache=caching, positions=positions,
+            h,
+            key_padding_mask=self_padding_mask,
+            attn_mask=self_attn_mask,
+            is_causal=is_causal,
+            need_weights=need_weights and self.cross_attn is None,
+            cache=cache.get("self"),
+            use_cache=caching,
+            positions=positions,
         )
         x = self.self_residual.post(x, self_out.output)
         new_cache: LayerCache = {"self": self_out.cache} if self_out.cache is not None else {}
         weights = self_out.weights
         if self.cross_attn is not None and self.cross_residual is not None:
-            if memory is None and "cross" not in cache:
+            if memory is None:  # also with a cache: memory marks the call as cross-attention
                 raise ValueError("DecoderBlock with cross-attention needs memory (B, S, D).")
             cross_out = self.cross_attn(
-                self.cross_residual.pre(x), memory, key_padding_mask=memory_padding_mask,
-                need_weights=need_weights, cache=cache.get("cross"), use_cache=caching,
+                self.cross_residual.pre(x),
+                memory,
+                key_padding_mask=memory_padding_mask,
+                need_weights=need_weights,
+                cache=cache.get("cross"),
+                use_cache=caching,
             )
             x = self.cross_residual.post(x, cross_out.output)
             if cross_out.cache is not None:
@@ -230,10 +248,16 @@ class Decoder(nn.Module):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x, layer_cache, w = block(
-                x, memory, memory_padding_mask=memory_padding_mask,
-                self_padding_mask=self_padding_mask, self_attn_mask=self_attn_mask,
-                is_causal=is_causal, cache=None if cache is None else cache[i],
-                use_cache=use_cache, positions=positions, need_weights=need_weights and i == last,
+                x,
+                memory,
+                memory_padding_mask=memory_padding_mask,
+                self_padding_mask=self_padding_mask,
+                self_attn_mask=self_attn_mask,
+                is_causal=is_causal,
+                cache=None if cache is None else cache[i],
+                use_cache=use_cache,
+                positions=positions,
+                need_weights=need_weights and i == last,
             )
             if layer_cache is not None:
                 new_cache.append(layer_cache)
@@ -284,7 +308,11 @@ def decoder_block(
     cross_attention: bool = True,
 ) -> DecoderBlock:
     """A DecoderBlock built from sizes; cross_attention=False gives a GPT block."""
-    cross = MultiHeadAttention(d_model, n_heads, attention_dropout, bias=bias) if cross_attention else None
+    cross = (
+        MultiHeadAttention(d_model, n_heads, attention_dropout, bias=bias)
+        if cross_attention
+        else None
+    )
     return DecoderBlock(
         MultiHeadAttention(d_model, n_heads, attention_dropout, bias=bias, rotary=rotary),
         cross,

@@ -1,0 +1,270 @@
+"""TransformerSeq2Seq: the encoder-decoder Transformer of Vaswani et al. (2017), protocol-ready.
+
+Axis legend: B batch, S source length, T target length, D d_model, V vocabulary.
+
+    src (B, S) -> embed*sqrt(D) + pos -> dropout -> Encoder -> memory (B, S, D)
+    tgt (B, T) -> embed*sqrt(D) + pos -> dropout -> Decoder(causal, cross to memory) -> logits (B, T, V)
+
+Cache (``decode``): a list with one dict per decoder layer, ``{"self": {"k", "v"}, "cross":
+{"k", "v"}}``, tensors (B, n_heads, len, head_dim). Cross-attention keys/values are computed at
+the first ``decode`` call for a source and reused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from treadmill.constants import PAD_ID
+from treadmill.models._checks import check_choice, check_dropout, check_positive
+from treadmill.nn.feedforward import ACTIVATIONS
+from treadmill.nn.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+)
+from treadmill.nn.transformer import Decoder, Encoder, LayerCache, decoder_block, encoder_block
+
+__all__ = ["TransformerSeq2Seq", "TransformerSeq2SeqConfig", "POSITIONALS"]
+
+POSITIONALS = ("sinusoidal", "learned", "rope")
+
+
+@dataclass
+class TransformerSeq2SeqConfig:
+    """Sizes and options of a TransformerSeq2Seq; validated on construction."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 256
+    n_heads: int = 4
+    n_encoder_layers: int = 3
+    n_decoder_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    norm_first: bool = True
+    positional: str = "sinusoidal"
+    tie_embeddings: bool = True
+    share_vocab: bool = False
+    max_len: int = 1024
+    activation: str = "relu"
+    # Vaswani et al. drop only residual branches and embeddings; torch.nn.Transformer also drops
+    # attention weights and the FFN's hidden activation (set these to `dropout` to match it).
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    layer_scale_init: float | None = None
+
+    def __post_init__(self) -> None:
+        owner = "TransformerSeq2SeqConfig"
+        check_positive(
+            owner,
+            src_vocab_size=self.src_vocab_size,
+            tgt_vocab_size=self.tgt_vocab_size,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_encoder_layers=self.n_encoder_layers,
+            n_decoder_layers=self.n_decoder_layers,
+            d_ff=self.d_ff,
+            max_len=self.max_len,
+        )
+        check_dropout(
+            owner,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
+        )
+        check_choice(owner, "positional", self.positional, POSITIONALS)
+        check_choice(owner, "activation", self.activation, ACTIVATIONS)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}."
+            )
+        if self.positional == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"{owner}: positional='rope' needs an even head_dim (d_model/n_heads)."
+            )
+        if self.positional == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"{owner}: positional='sinusoidal' needs an even d_model.")
+        if self.share_vocab and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                f"{owner}: share_vocab=True needs src_vocab_size == tgt_vocab_size; got "
+                f"{self.src_vocab_size} and {self.tgt_vocab_size}. Use one joint vocabulary or "
+                f"share_vocab=False."
+            )
+
+
+def _positional(kind: str, d_model: int, max_len: int) -> nn.Module | None:
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEncoding(d_model, max_len)
+    if kind == "learned":
+        return LearnedPositionalEmbedding(d_model, max_len)
+    return None  # rope: applied inside self-attention
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Encoder-decoder Transformer implementing the Seq2SeqModel protocol."""
+
+    is_encoder_decoder = True
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        d_model: int = 256,
+        n_heads: int = 4,
+        n_encoder_layers: int = 3,
+        n_decoder_layers: int = 3,
+        d_ff: int = 1024,
+        dropout: float = 0.1,
+        norm_first: bool = True,
+        positional: str = "sinusoidal",
+        tie_embeddings: bool = True,
+        share_vocab: bool = False,
+        max_len: int = 1024,
+        activation: str = "relu",
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        layer_scale_init: float | None = None,
+    ) -> None:
+        super().__init__()
+        cfg = TransformerSeq2SeqConfig(
+            src_vocab_size,
+            tgt_vocab_size,
+            d_model,
+            n_heads,
+            n_encoder_layers,
+            n_decoder_layers,
+            d_ff,
+            dropout,
+            norm_first,
+            positional,
+            tie_embeddings,
+            share_vocab,
+            max_len,
+            activation,
+            attention_dropout,
+            activation_dropout,
+            layer_scale_init,
+        )
+        self.config = cfg
+        self.embed_scale = math.sqrt(d_model)
+        self.src_embedding = nn.Embedding(src_vocab_size, d_model, padding_idx=PAD_ID)
+        self.tgt_embedding = (
+            self.src_embedding
+            if share_vocab
+            else nn.Embedding(tgt_vocab_size, d_model, padding_idx=PAD_ID)
+        )
+        self.src_positions = _positional(positional, d_model, max_len)
+        self.tgt_positions = _positional(positional, d_model, max_len)
+        rotary = RotaryEmbedding(d_model // n_heads, max_len) if positional == "rope" else None
+        self.dropout = nn.Dropout(dropout)
+        block_args: dict[str, Any] = dict(
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_scale_init=layer_scale_init,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+            rotary=rotary,
+        )
+        self.encoder = Encoder(
+            [encoder_block(d_model, n_heads, d_ff, **block_args) for _ in range(n_encoder_layers)],
+            nn.LayerNorm(d_model) if norm_first else None,
+        )
+        self.decoder = Decoder(
+            [decoder_block(d_model, n_heads, d_ff, **block_args) for _ in range(n_decoder_layers)],
+            nn.LayerNorm(d_model) if norm_first else None,
+        )
+        self.output_proj = nn.Linear(d_model, tgt_vocab_size, bias=False)
+        self._init_weights()
+        if tie_embeddings:
+            self.output_proj.weight = self.tgt_embedding.weight
+
+    @classmethod
+    def from_config(cls, cfg: TransformerSeq2SeqConfig) -> TransformerSeq2Seq:
+        """Build from a TransformerSeq2SeqConfig."""
+        return cls(**asdict(cfg))
+
+    def _init_weights(self) -> None:
+        """Xavier-uniform linears (zero biases); embeddings N(0, d_model**-0.5) with a zero PAD row."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+
+    def _embed(
+        self, tokens: Tensor, embedding: nn.Module, pos: nn.Module | None, start: int
+    ) -> Tensor:
+        """tokens (B, L) at positions start.. -> dropout(embed * sqrt(D) + pos) (B, L, D)."""
+        end = start + tokens.shape[1]
+        if end > self.config.max_len:
+            raise ValueError(
+                f"TransformerSeq2Seq: sequence length {end} > max_len={self.config.max_len}; "
+                f"build the model with a larger max_len or truncate the input."
+            )
+        x = embedding(tokens) * self.embed_scale
+        if pos is not None:
+            x = x + pos(torch.arange(start, end, device=tokens.device))
+        return self.dropout(x)
+
+    def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
+        """src (B, S), src_padding_mask (B, S) True = pad (None = no padding) -> memory (B, S, D)."""
+        x = self._embed(src, self.src_embedding, self.src_positions, 0)
+        return self.encoder(x, padding_mask=src_padding_mask)
+
+    def decode(
+        self,
+        tgt_prefix: Tensor,
+        memory: Tensor,
+        src_padding_mask: Tensor | None = None,
+        cache: list[LayerCache] | None = None,
+        return_attention: bool = False,
+    ) -> tuple[Any, ...]:
+        """Logits (B, T - k, V) for the prefix (B, T) given a cache of k positions; see the protocol."""
+        past = 0 if cache is None else cache[0]["self"]["k"].shape[2]
+        if past >= tgt_prefix.shape[1]:
+            raise ValueError(
+                f"TransformerSeq2Seq.decode: the cache already holds {past} positions but "
+                f"tgt_prefix has {tgt_prefix.shape[1]}; pass the whole prefix including the new token."
+            )
+        x = self._embed(tgt_prefix[:, past:], self.tgt_embedding, self.tgt_positions, past)
+        out = self.decoder(
+            x,
+            memory,
+            memory_padding_mask=src_padding_mask,
+            is_causal=True,
+            cache=cache,
+            use_cache=True,
+            need_weights=return_attention,
+        )
+        logits = self.output_proj(out.hidden)
+        return (logits, out.cache, out.weights) if return_attention else (logits, out.cache)
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt_in: Tensor,
+        src_padding_mask: Tensor | None = None,
+        tgt_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Teacher forcing: logits (B, T, V) for tgt_in (B, T) starting with BOS.
+
+        ``tgt_padding_mask`` is accepted for the protocol but not needed: targets are right-padded
+        and the causal mask already keeps pads from reaching real positions.
+        """
+        memory = self.encode(src, src_padding_mask)
+        x = self._embed(tgt_in, self.tgt_embedding, self.tgt_positions, 0)
+        hidden = self.decoder(
+            x, memory, memory_padding_mask=src_padding_mask, is_causal=True
+        ).hidden
+        return self.output_proj(hidden)
