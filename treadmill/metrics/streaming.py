@@ -26,6 +26,7 @@ from treadmill.metrics.text import (
     _as_list,
     _reference_lists,
     best_reference,
+    reference_streams,
 )
 
 __all__ = ["Seq2SeqMetrics"]
@@ -129,7 +130,7 @@ class Seq2SeqMetrics:
         ref_lists = _reference_lists(hyps, refs, text=text)
         hyp_texts: list[str] = []
         ref_text_lists: list[list[str]] = []
-        for i, (hyp, group) in enumerate(zip(hyps, ref_lists)):
+        for i, (hyp, group) in enumerate(zip(hyps, ref_lists, strict=True)):
             hyp_units, hyp_text = self._views(hyp, f"hyps[{i}]")
             ref_views = [self._views(ref, f"refs[{i}]") for ref in group]
             self._add_sentence(hyp_units, hyp_text, ref_views)
@@ -147,7 +148,7 @@ class Seq2SeqMetrics:
         edits, ref_units = best_reference(hyp_units, [ref_units for ref_units, _ in ref_views])
         counts["token_edits"] += edits
         counts["ref_tokens"] += len(ref_units)
-        counts["token_matches"] += sum(h == r for h, r in zip(hyp_units, ref_units))
+        counts["token_matches"] += sum(h == r for h, r in zip(hyp_units, ref_units, strict=False))
         counts["token_positions"] += max(len(hyp_units), len(ref_units))
         word_edits, ref_words = best_reference(
             hyp_text.split(), [ref_text.split() for _, ref_text in ref_views]
@@ -157,20 +158,21 @@ class Seq2SeqMetrics:
 
     def _add_corpus_stats(self, hyp_texts: list[str], ref_text_lists: list[list[str]]) -> None:
         bleu = self._bleu_extractor()
-        for hyp_text, group in zip(hyp_texts, ref_text_lists):
+        for hyp_text, group in zip(hyp_texts, ref_text_lists, strict=True):
             # Public sacrebleu API: a one-sentence corpus score carries that sentence's counts.
             score = bleu.corpus_score([hyp_text], [[ref] for ref in group])
             sentence_stats = [score.sys_len, score.ref_len, *score.counts, *score.totals]
-            self._bleu_stats = [a + b for a, b in zip(self._bleu_stats, sentence_stats)]
+            self._bleu_stats = [
+                a + b for a, b in zip(self._bleu_stats, sentence_stats, strict=True)
+            ]
         # chrF has no public per-sentence statistics; `_extract_corpus_statistics` is what
         # sacrebleu's own corpus_score and significance tests use (tests pin the equality).
-        n_streams = max(len(group) for group in ref_text_lists)
-        streams = [
-            [group[j] if j < len(group) else None for group in ref_text_lists]
-            for j in range(n_streams)
-        ]
-        for sentence_stats in self._chrf._extract_corpus_statistics(hyp_texts, streams):
-            self._chrf_stats = [a + b for a, b in zip(self._chrf_stats, sentence_stats)]
+        streams = reference_streams(hyp_texts, ref_text_lists)
+        chrf_stats = self._chrf._extract_corpus_statistics(hyp_texts, streams)  # type: ignore[arg-type]
+        for sentence_stats in chrf_stats:
+            self._chrf_stats = [
+                a + b for a, b in zip(self._chrf_stats, sentence_stats, strict=True)
+            ]
 
     def compute(self) -> dict[str, float]:
         """Return the corpus metrics accumulated so far (see the class docstring for keys)."""
@@ -214,16 +216,18 @@ class Seq2SeqMetrics:
     def merge_state(self, state: dict[str, Any]) -> None:
         """Add another accumulator's `state_dict()` to this one (e.g. from another process)."""
         if state["mode"] is not None and self._mode not in (None, state["mode"]):
-            raise TypeError(
-                f"cannot merge a state fed {state['mode']} into one fed {self._mode}."
-            )
+            raise TypeError(f"cannot merge a state fed {state['mode']} into one fed {self._mode}.")
         if len(state["chrf_stats"]) != len(self._chrf_stats):
             raise ValueError("cannot merge states built with different chrF orders.")
         self._mode = self._mode or state["mode"]
         for key in _COUNT_KEYS:
             self._counts[key] += int(state["counts"][key])
-        self._bleu_stats = [a + int(b) for a, b in zip(self._bleu_stats, state["bleu_stats"])]
-        self._chrf_stats = [a + int(b) for a, b in zip(self._chrf_stats, state["chrf_stats"])]
+        self._bleu_stats = [
+            a + int(b) for a, b in zip(self._bleu_stats, state["bleu_stats"], strict=True)
+        ]
+        self._chrf_stats = [
+            a + int(b) for a, b in zip(self._chrf_stats, state["chrf_stats"], strict=True)
+        ]
 
 
 def _ratio(numerator: int, denominator: int, empty: float) -> float:

@@ -78,11 +78,9 @@ def _is_token_sequence(item: object) -> bool:
 
 def _is_multi_reference(item: object) -> bool:
     """True when item is a non-empty list of references rather than one token sequence."""
-    return (
-        _is_token_sequence(item)
-        and len(item) > 0  # type: ignore[arg-type]
-        and all(_is_token_sequence(ref) for ref in item)  # type: ignore[union-attr]
-    )
+    if not isinstance(item, Sequence) or isinstance(item, str) or len(item) == 0:
+        return False
+    return all(_is_token_sequence(ref) for ref in item)
 
 
 def _reference_lists(hyps: Sequence[object], refs: Sequence[object], text: bool) -> list[list]:
@@ -122,7 +120,7 @@ def best_reference(hyp: Sequence[T], refs: Sequence[Sequence[T]]) -> tuple[int, 
 def _error_rate(hyps: Sequence[Sequence[Hashable]], ref_lists: list[list]) -> float:
     """Sum of edits over sum of reference lengths, each hypothesis against its closest reference."""
     total_edits = total_len = 0
-    for hyp, refs in zip(hyps, ref_lists):
+    for hyp, refs in zip(hyps, ref_lists, strict=True):
         edits, ref = best_reference(hyp, refs)
         total_edits += edits
         total_len += len(ref)
@@ -164,7 +162,7 @@ def exact_match(
     text = bool(hyps) and isinstance(hyps[0], str)
     ref_lists = _reference_lists(hyps, refs, text=text)
     matches = 0
-    for hyp, group in zip(hyps, ref_lists):
+    for hyp, group in zip(hyps, ref_lists, strict=True):
         if text:
             # Whitespace differences are not errors.
             matches += any(str(hyp).split() == ref.split() for ref in group)
@@ -191,9 +189,7 @@ def reference_streams(
     ref_lists = _reference_lists(hyps, refs, text=True)
     n_streams = max((len(group) for group in ref_lists), default=1)
     # sacrebleu drops None references, which is how it supports a varying reference count.
-    return [
-        [group[j] if j < len(group) else None for group in ref_lists] for j in range(n_streams)
-    ]
+    return [[group[j] if j < len(group) else None for group in ref_lists] for j in range(n_streams)]
 
 
 def corpus_bleu(
@@ -250,5 +246,7 @@ def sentence_bleu(
     if not group:
         raise ValueError("sentence_bleu got an empty list of references: give at least one.")
     return float(
-        sacrebleu.sentence_bleu(_as_text(hyp, 0), group, tokenize=tokenize, lowercase=lowercase).score
+        sacrebleu.sentence_bleu(
+            _as_text(hyp, 0), group, tokenize=tokenize, lowercase=lowercase
+        ).score
     )

@@ -17,8 +17,8 @@ predictions are mixed into the decoder input of the second pass, the one the los
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -43,9 +43,13 @@ class ScheduledSamplingSchedule:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"ScheduledSamplingSchedule.kind must be one of {_KINDS}, got {self.kind!r}.")
+            raise ValueError(
+                f"ScheduledSamplingSchedule.kind must be one of {_KINDS}, got {self.kind!r}."
+            )
         if not 0.0 <= self.eps_min <= 1.0:
-            raise ValueError(f"ScheduledSamplingSchedule.eps_min must be in [0, 1], got {self.eps_min}.")
+            raise ValueError(
+                f"ScheduledSamplingSchedule.eps_min must be in [0, 1], got {self.eps_min}."
+            )
         if self.kind == "constant" and not 0.0 <= self.k <= 1.0:
             raise ValueError(
                 f"constant schedule: k is the teacher-forcing probability, in [0, 1]; got {self.k}."
@@ -75,7 +79,9 @@ class ScheduledSamplingSchedule:
         return cls("constant", k)
 
     @classmethod
-    def linear(cls, k: float = 1.0, c: float = 1e-4, eps_min: float = 0.0) -> ScheduledSamplingSchedule:
+    def linear(
+        cls, k: float = 1.0, c: float = 1e-4, eps_min: float = 0.0
+    ) -> ScheduledSamplingSchedule:
         """eps = max(eps_min, k - c * step)."""
         return cls("linear", k, c, eps_min)
 
@@ -128,7 +134,9 @@ def mix_two_pass(
     if not 0.0 <= teacher_forcing_prob <= 1.0:
         raise ValueError(f"teacher_forcing_prob must be in [0, 1], got {teacher_forcing_prob}.")
     if tgt_in.dim() != 2:
-        raise ValueError(f"tgt_in must be (batch, tgt_len) token ids, got shape {tuple(tgt_in.shape)}.")
+        raise ValueError(
+            f"tgt_in must be (batch, tgt_len) token ids, got shape {tuple(tgt_in.shape)}."
+        )
     if teacher_forcing_prob == 1.0 or tgt_in.size(1) < 2:
         return tgt_in  # nothing to mix: skip the extra forward pass
     with torch.no_grad():

@@ -61,11 +61,17 @@ class Seq2SeqConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"Seq2SeqConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
+            raise ConfigError(
+                f"Seq2SeqConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}."
+            )
         if self.loss_reduction not in ("token", "sentence"):
-            raise ConfigError(f"Seq2SeqConfig.loss_reduction must be 'token' or 'sentence', got {self.loss_reduction!r}.")
+            raise ConfigError(
+                f"Seq2SeqConfig.loss_reduction must be 'token' or 'sentence', got {self.loss_reduction!r}."
+            )
         if self.val_decode_batches is not None and self.val_decode_batches < 0:
-            raise ConfigError(f"Seq2SeqConfig.val_decode_batches must be >= 0 or None, got {self.val_decode_batches!r}.")
+            raise ConfigError(
+                f"Seq2SeqConfig.val_decode_batches must be >= 0 or None, got {self.val_decode_batches!r}."
+            )
         if self.scheduled_sampling is not None:
             self.schedule()  # validates
 
@@ -77,7 +83,9 @@ class Seq2SeqConfig:
             return ScheduledSamplingSchedule(**self.scheduled_sampling)
         except TypeError as err:
             names = [f.name for f in dataclasses.fields(ScheduledSamplingSchedule)]
-            raise ConfigError(f"Seq2SeqConfig.scheduled_sampling {self.scheduled_sampling}: {err}. Fields: {names}.") from err
+            raise ConfigError(
+                f"Seq2SeqConfig.scheduled_sampling {self.scheduled_sampling}: {err}. Fields: {names}."
+            ) from err
 
 
 def strip_target(ids: Sequence[int]) -> list[int]:
@@ -110,8 +118,12 @@ class Seq2SeqTrainer(Trainer):
     ) -> None:
         self.seq2seq = seq2seq or Seq2SeqConfig()
         if loss_fn is None:
-            loss_fn = LabelSmoothedCrossEntropy(self.seq2seq.label_smoothing, PAD_ID, self.seq2seq.loss_reduction)  # type: ignore[arg-type]
-        super().__init__(model, config, train_dataloader, val_dataloader, loss_fn, metric_fns, callbacks)
+            loss_fn = LabelSmoothedCrossEntropy(
+                self.seq2seq.label_smoothing, PAD_ID, self.seq2seq.loss_reduction
+            )  # type: ignore[arg-type]
+        super().__init__(
+            model, config, train_dataloader, val_dataloader, loss_fn, metric_fns, callbacks
+        )
         self.detokenize = detokenize
         self.references = references
         self.schedule = self.seq2seq.schedule()
@@ -129,7 +141,9 @@ class Seq2SeqTrainer(Trainer):
     def _check_batch(batch: Any) -> None:
         if not isinstance(batch, Mapping) or "tgt" not in batch:
             keys = list(batch) if isinstance(batch, Mapping) else type(batch).__name__
-            raise ValueError(f"Seq2SeqTrainer expects dict batches with 'src' and 'tgt' token ids; got {keys}.")
+            raise ValueError(
+                f"Seq2SeqTrainer expects dict batches with 'src' and 'tgt' token ids; got {keys}."
+            )
 
     def _decoder_only_tokens(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(tokens, labels) for a decoder-only model: src then tgt per row; loss only on tgt."""
@@ -164,8 +178,17 @@ class Seq2SeqTrainer(Trainer):
         if src_padding_mask is None:
             src_padding_mask = src == PAD_ID
         if self.schedule is not None and self.model.training:
-            tgt_in = mix_two_pass(self.model, src, tgt_in, src_padding_mask, self.schedule(self.global_step), self._ss_generator)
-        return self.model(src, tgt_in, src_padding_mask=src_padding_mask, tgt_padding_mask=tgt_in == PAD_ID)
+            tgt_in = mix_two_pass(
+                self.model,
+                src,
+                tgt_in,
+                src_padding_mask,
+                self.schedule(self.global_step),
+                self._ss_generator,
+            )
+        return self.model(
+            src, tgt_in, src_padding_mask=src_padding_mask, tgt_padding_mask=tgt_in == PAD_ID
+        )
 
     def _compute_loss(self, batch: Any, predictions: Tensor) -> TokenLoss:
         """Label-smoothed cross-entropy ignoring PAD, weighted by target tokens."""
@@ -199,7 +222,9 @@ class Seq2SeqTrainer(Trainer):
 
     # ------------------------------------------------------------------ free-running evaluation
 
-    def evaluate(self, dataloader: Iterable[Any] | None = None, prefix: str = "", decode: bool = True) -> dict[str, float]:
+    def evaluate(
+        self, dataloader: Iterable[Any] | None = None, prefix: str = "", decode: bool = True
+    ) -> dict[str, float]:
         """Teacher-forced metrics plus (unless decode=False) free-running metrics and the exposure gap."""
         metrics = super().evaluate(dataloader, prefix)
         cap = self.seq2seq.val_decode_batches
@@ -209,7 +234,9 @@ class Seq2SeqTrainer(Trainer):
         decoded = self.decode_metrics(loader, max_batches=cap)  # type: ignore[arg-type]
         metrics.update({f"{prefix}{k}": v for k, v in decoded.items()})
         if f"{prefix}token_accuracy" in metrics:
-            metrics[f"{prefix}exposure_gap"] = metrics[f"{prefix}token_accuracy"] - decoded["gen_token_accuracy"]
+            metrics[f"{prefix}exposure_gap"] = (
+                metrics[f"{prefix}token_accuracy"] - decoded["gen_token_accuracy"]
+            )
         return metrics
 
     def generate_batch(self, batch: Mapping[str, Tensor], **overrides: Any) -> list[list[int]]:
@@ -224,11 +251,17 @@ class Seq2SeqTrainer(Trainer):
             output = generate(model, src, src == PAD_ID if mask is None else mask, **options)
         else:
             prompt_src = batch.get("src")
-            prompts = [strip_target(row.tolist()) + [BOS_ID] for row in prompt_src] if prompt_src is not None else [[BOS_ID]] * batch["tgt"].size(0)
+            prompts = (
+                [strip_target(row.tolist()) + [BOS_ID] for row in prompt_src]
+                if prompt_src is not None
+                else [[BOS_ID]] * batch["tgt"].size(0)
+            )
             output = generate(model, prompt=prompts, **options)
         return [list(seq) for seq in output.sequences]
 
-    def decode_metrics(self, loader: Iterable[Any], max_batches: int | None = None) -> dict[str, float]:
+    def decode_metrics(
+        self, loader: Iterable[Any], max_batches: int | None = None
+    ) -> dict[str, float]:
         """Exact match, token accuracy, BLEU, chrF, WER and PER of free-running outputs, batch by batch."""
         accumulator = Seq2SeqMetrics(detokenize=self.detokenize)
         for index, batch in enumerate(loader):
@@ -236,7 +269,11 @@ class Seq2SeqTrainer(Trainer):
                 break
             batch = move_to_device(batch, self.device)
             hyps = self.generate_batch(batch)
-            refs = self.references(batch) if self.references is not None else [[strip_target(r.tolist())] for r in batch["tgt"]]
+            refs = (
+                self.references(batch)
+                if self.references is not None
+                else [[strip_target(r.tolist())] for r in batch["tgt"]]
+            )
             accumulator.update(hyps, refs)
         if len(accumulator) == 0:
             return {}
