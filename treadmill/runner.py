@@ -74,7 +74,9 @@ def strip_stress(text: str) -> str:
 
 def _loaders(config: dict[str, Any], task: Any) -> dict[str, Any]:
     data, seed = config["data"], config["seed"]
-    loaders = {"train": task.loader("train", batch_size=data["batch_size"], max_tokens=data["max_tokens"], seed=seed,
+    # With a token budget, batch sizes vary with length; batch_size then plays no part.
+    batch_size = None if data["max_tokens"] else data["batch_size"]
+    loaders = {"train": task.loader("train", batch_size=batch_size, max_tokens=data["max_tokens"], seed=seed,
                                     num_workers=data["num_workers"])}
     for split in ("valid", "test"):
         if split in task.splits:

@@ -209,7 +209,9 @@ class BPETokenizer:
         return int(self._tok.get_vocab_size())
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 1000, min_frequency: int = 2) -> BPETokenizer:
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = 1000, min_frequency: int = 2
+    ) -> BPETokenizer:
         """Construct and fit in one call."""
         return cls(vocab_size, min_frequency).fit(texts)
 
@@ -236,7 +238,9 @@ class BPETokenizer:
 
     def _check_fitted(self) -> None:
         if self._tok is None:
-            raise RuntimeError("BPETokenizer is not trained: call fit(texts) or BPETokenizer.train().")
+            raise RuntimeError(
+                "BPETokenizer is not trained: call fit(texts) or BPETokenizer.train()."
+            )
 
     def tokenize(self, text: str) -> list[str]:
         """BPE pieces of `text` ("▁" marks a word start)."""
@@ -292,9 +296,7 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     """Rebuild any tokenizer from its `to_dict()` form."""
     kind = data.get("kind")
     if kind not in _KINDS:
-        raise ValueError(
-            f"tokenizer kind {kind!r} is unknown; expected one of {sorted(_KINDS)}."
-        )
+        raise ValueError(f"tokenizer kind {kind!r} is unknown; expected one of {sorted(_KINDS)}.")
     return _KINDS[kind].from_dict(data)  # type: ignore[no-any-return]
 
 

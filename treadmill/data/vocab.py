@@ -38,7 +38,9 @@ class Vocab:
         for tokens in token_lists:
             counts.update(tokens)
         # Sorting by (-count, token) makes the ids independent of the input order.
-        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        kept = sorted(
+            (t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t)
+        )
         if max_size is not None:
             kept = kept[: max(0, max_size - len(SPECIAL_TOKENS))]
         return cls(kept)

@@ -43,20 +43,26 @@ class Task:
         self,
         split: str,
         *,
-        batch_size: int | None = 64,
+        batch_size: int | None = None,
         max_tokens: int | None = None,
+        max_batch_size: int | None = None,
         shuffle: bool | None = None,
         seed: int = 0,
         num_workers: int = 0,
     ) -> DataLoader:
         """A DataLoader over one split: token-budget buckets if `max_tokens`, else fixed batches.
 
-        `shuffle` defaults to True for "train" only. With `max_tokens`, the loader's
-        `batch_sampler` is a TokenBudgetBatchSampler: call `loader.batch_sampler.set_epoch(e)`
-        before each epoch (`batch_size` then caps the number of samples per batch, or None).
+        Without `max_tokens`: batches of `batch_size` (default 64). With `max_tokens`: the budget
+        decides the batch size and `batch_size` is not used (so a config's default batch_size does
+        not undo the budget); `max_batch_size` optionally caps the samples per batch. The loader's
+        `batch_sampler` is then a TokenBudgetBatchSampler: call `loader.batch_sampler.set_epoch(e)`
+        before each epoch.
+        `shuffle` defaults to True for "train" only.
         """
         if split not in self.splits:
-            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {sorted(self.splits)}.")
+            raise ValueError(
+                f"task {self.name!r} has no split {split!r}; it has {sorted(self.splits)}."
+            )
         dataset = self.splits[split]
         shuffle = split == "train" if shuffle is None else shuffle
         if max_tokens is not None:
@@ -66,13 +72,17 @@ class Task:
                     "use batch_size instead of max_tokens."
                 )
             sampler = TokenBudgetBatchSampler(
-                dataset.lengths(), max_tokens, shuffle=shuffle, seed=seed, max_batch_size=batch_size
+                dataset.lengths(),
+                max_tokens,
+                shuffle=shuffle,
+                seed=seed,
+                max_batch_size=max_batch_size,
             )
             return DataLoader(
                 dataset, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=num_workers
             )
         if batch_size is None:
-            raise ValueError(f"task {self.name!r}: give batch_size or max_tokens for the loader.")
+            batch_size = 64
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
             dataset,

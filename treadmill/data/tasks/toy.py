@@ -74,7 +74,9 @@ def _symbol_task(
     n_test: int,
     seed: int,
 ) -> Task:
-    _check_options(name, min_len, max_len, {"n_train": n_train, "n_valid": n_valid, "n_test": n_test})
+    _check_options(
+        name, min_len, max_len, {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    )
     if alphabet_size < 2:
         raise ValueError(f"task {name!r}: alphabet_size must be >= 2, got {alphabet_size}.")
     symbols = [f"a{i}" for i in range(alphabet_size)]
@@ -109,7 +111,9 @@ def _symbol_task(
     )
 
 
-REVERSE_DESCRIPTION = "Reverse a sequence of symbols (generated; test sequences unseen in training)."
+REVERSE_DESCRIPTION = (
+    "Reverse a sequence of symbols (generated; test sequences unseen in training)."
+)
 COPY_DESCRIPTION = "Copy a sequence of symbols (generated; test sequences unseen in training)."
 SORT_DESCRIPTION = "Sort symbols by index, a3 < a12 (generated; test sequences unseen in training)."
 ADDITION_DESCRIPTION = "Add two integers written digit by digit: '1 2 + 3 4' -> '4 6' (generated)."
@@ -182,7 +186,9 @@ def build_addition(
 ) -> Task:
     """a + b with each operand's digit count uniform in [min_len, max_len] (no leading zeros)."""
     name = "addition"
-    _check_options(name, min_len, max_len, {"n_train": n_train, "n_valid": n_valid, "n_test": n_test})
+    _check_options(
+        name, min_len, max_len, {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    )
 
     def draw(rng: random.Random) -> tuple[int, ...]:
         operands = []
@@ -193,7 +199,9 @@ def build_addition(
         return tuple(operands)
 
     per_operand = sum(_count_numbers(d) for d in range(min_len, max_len + 1))
-    items = _draw_unique(name, draw, n_train + n_valid + n_test, per_operand**2, random.Random(seed))
+    items = _draw_unique(
+        name, draw, n_train + n_valid + n_test, per_operand**2, random.Random(seed)
+    )
     src_tokenizer = WordTokenizer(Vocab([*"0123456789", "+"]))
     tgt_tokenizer = WordTokenizer(Vocab(list("0123456789")))
 
