@@ -99,8 +99,8 @@ def _tasks(args: argparse.Namespace) -> int:
     from treadmill.data.tasks import list_tasks
 
     for info in list_tasks():
-        sizes = ", ".join(f"{k} {v:,}" for k, v in info["sizes"].items())
-        print(f"{info['name']:20s} {sizes:45s} {info['description']}")
+        sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
+        print(f"{info.name:20s} {sizes:45s} {info.description}")
     return 0
 
 

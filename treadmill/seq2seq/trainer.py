@@ -216,8 +216,8 @@ class Seq2SeqTrainer(Trainer):
         return metrics
 
     def _derive_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        if "nll" in metrics:
-            metrics["perplexity"] = math.exp(min(metrics["nll"], 50.0))
+        if "nll" in metrics:  # mean NLL per token -> perplexity (the NLL itself is not reported)
+            metrics["perplexity"] = math.exp(min(metrics.pop("nll"), 50.0))
         return metrics
 
     # ------------------------------------------------------------------ free-running evaluation
