@@ -28,10 +28,11 @@ def test_examples_have_documented_layout(tokenizers):
     assert len(ds) == 3 and ds.pairs == PAIRS
     ex = ds[1]
     assert ex["index"] == 1
-    assert ex["src"] == src_tok.encode("a")  # no BOS/EOS on the source
+    assert ex["src"] == [*src_tok.encode("a"), EOS_ID]  # the source ends with EOS, no BOS
     assert ex["tgt"] == [BOS_ID, *tgt_tok.encode("y y y z"), EOS_ID]
     assert src_tok.decode(ex["src"]) == "a" and tgt_tok.decode(ex["tgt"]) == "y y y z"
-    assert ds.lengths() == [max(3, 4), max(1, 6), max(6, 3)]
+    assert ds.lengths() == [max(3 + 1, 4), max(1 + 1, 6), max(6 + 1, 3)]  # sources count their EOS
+    assert Seq2SeqDataset(PAIRS, src_tok, tgt_tok, src_eos=False)[1]["src"] == src_tok.encode("a")
     assert ds.sources == [s for s, _ in PAIRS] and ds.targets == [t for _, t in PAIRS]
 
 
@@ -87,7 +88,7 @@ def test_missing_file_is_named(tmp_path, tokenizers):
 
 
 def test_collate_pads_to_batch_max_with_masks(tokenizers):
-    ds = Seq2SeqDataset(PAIRS, *tokenizers)
+    ds = Seq2SeqDataset(PAIRS, *tokenizers, src_eos=False)
     examples = [ds[i] for i in range(3)]
     batch = collate_seq2seq(examples)
     assert set(batch) == {"src", "tgt", "src_padding_mask", "tgt_padding_mask", "index"}
@@ -108,7 +109,7 @@ def test_collate_pads_to_batch_max_with_masks(tokenizers):
 
 
 def test_collate_of_one_example_has_no_padding_and_custom_pad_id(tokenizers):
-    ds = Seq2SeqDataset(PAIRS, *tokenizers)
+    ds = Seq2SeqDataset(PAIRS, *tokenizers, src_eos=False)
     one = collate_seq2seq([ds[2]])
     assert one["src"].shape == (1, 6) and not one["src_padding_mask"].any()
     batch = Seq2SeqCollator(pad_id=-1)([ds[0], ds[2]])

@@ -31,7 +31,7 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attenti
         raise RunConfigError(f"generation settings {options}: {err}") from err
     if not texts:
         return []
-    rows = [[BOS_ID, *task.src_tokenizer.encode(text), EOS_ID] if _wraps_source(task) else task.src_tokenizer.encode(text) for text in texts]
+    rows = [_source_ids(task, text) for text in texts]
     width = max(len(r) for r in rows)
     src = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows])
     model.eval()
@@ -47,7 +47,12 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attenti
     return outputs
 
 
-def _wraps_source(task: Any) -> bool:
-    """Whether the task's sources carry BOS/EOS around them (as its datasets produce)."""
+def _source_ids(task: Any, text: str) -> list[int]:
+    """Source ids laid out as the task's datasets lay them out (with or without BOS / EOS)."""
     example = task.splits["test"][0]["src"] if "test" in task.splits else []
-    return bool(example) and example[0] == BOS_ID
+    ids = task.src_tokenizer.encode(text)
+    if example and example[0] == BOS_ID:
+        ids = [BOS_ID, *ids]
+    if example and example[-1] == EOS_ID:
+        ids = [*ids, EOS_ID]
+    return ids

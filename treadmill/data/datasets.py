@@ -30,11 +30,14 @@ class Seq2SeqDataset(Dataset):
         tgt_tokenizer: Tokenizer,
         max_src_len: int | None = None,
         max_tgt_len: int | None = None,
+        src_eos: bool = True,
     ) -> None:
         """Tokenize `pairs`; pairs longer than the limits are dropped (counted in `n_dropped`).
 
         `max_src_len` counts source tokens; `max_tgt_len` counts target tokens without BOS/EOS.
         Dropping (not truncating) keeps every target a true answer; use it on training data.
+        With `src_eos` (the default, as in fairseq) each source ends with EOS: the encoder then
+        sees where the sequence ends, which position-sensitive tasks such as reversal need.
         """
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
@@ -56,7 +59,7 @@ class Seq2SeqDataset(Dataset):
                 self.n_dropped += 1
                 continue
             self.pairs.append((src, tgt))
-            self.src_ids.append(src_ids)
+            self.src_ids.append([*src_ids, EOS_ID] if src_eos else src_ids)
             self.tgt_ids.append([BOS_ID, *tgt_ids, EOS_ID])
 
     def __len__(self) -> int:
