@@ -9,6 +9,7 @@ A run config has these sections (every one optional but `task`)::
     seq2seq:     {...Seq2SeqConfig fields...}
     evaluation:  {splits: [test], generation: {...}, samples: 5, max_batches: null}
     diagnostics: {enabled: true, every_n_steps: 200, watch: [encoder]}
+    sequence_level: {enabled: false, epochs: 1, lr: 1e-4, method: mrt, ...}   # fine-tuning phase
     seed: 0
 
 `load_run_config(path, overrides)` reads the file with OmegaConf, applies `a.b.c=value`
@@ -37,12 +38,16 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "data": ("batch_size", "max_tokens", "eval_batch_size", "num_workers"),
     "evaluation": ("splits", "generation", "samples", "max_batches"),
     "diagnostics": ("enabled", "every_n_steps", "watch", "on_alarm"),
+    "sequence_level": ("enabled", "epochs", "max_steps", "lr", "method", "n_candidates", "candidate_strategy", "temperature",
+                       "reward", "mrt_alpha", "mle_weight"),
 }
-TOP_LEVEL = ("task", "model", "data", "training", "seq2seq", "evaluation", "diagnostics", "seed", "name")
+TOP_LEVEL = ("task", "model", "data", "training", "seq2seq", "evaluation", "diagnostics", "sequence_level", "seed", "name")
 DEFAULTS: dict[str, Any] = {
     "data": {"batch_size": 64, "max_tokens": None, "eval_batch_size": 256, "num_workers": 0},
     "evaluation": {"splits": ["test"], "generation": {}, "samples": 5, "max_batches": None},
     "diagnostics": {"enabled": True, "every_n_steps": 200, "watch": [], "on_alarm": "warn"},
+    # an optional fine-tuning phase after teacher forcing (see treadmill.seq2seq.sequence_trainer)
+    "sequence_level": {"enabled": False, "epochs": 1, "max_steps": None, "lr": 1e-4},
     "training": {},
     "seq2seq": {},
     "model": {"name": "transformer"},

@@ -115,9 +115,9 @@ def make_trainer(config: dict[str, Any], task: Any, model: nn.Module, loaders: d
     training.setdefault("monitor", "val_loss")
     train_config = training_config(training)
     if task.kind == "forecast":
-        from treadmill import Trainer
+        from treadmill.forecasting import ForecastTrainer
 
-        return Trainer(model, train_config, loaders["train"], loaders.get("valid"), loss_fn=nn.MSELoss(), callbacks=callbacks)
+        return ForecastTrainer(model, train_config, loaders["train"], loaders.get("valid"), loss_fn=nn.MSELoss(), callbacks=callbacks)
     from treadmill.seq2seq.trainer import Seq2SeqConfig, Seq2SeqTrainer
 
     return Seq2SeqTrainer(
@@ -160,8 +160,11 @@ def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     loaders = _loaders(config, task)
     trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir))
     history = trainer.fit(resume_from=config["training"].get("resume_from"))
+    _load_best(trainer, run_dir / "checkpoints")
+    if config["sequence_level"]["enabled"]:
+        trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
+        history = trainer.history
     train_seconds = time.perf_counter() - started
-    _load_best(trainer, run_dir)
     final = evaluate_splits(config, task, trainer, loaders, run_dir)
     summary = {
         "task": task.name,
@@ -179,8 +182,38 @@ def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _load_best(trainer: Any, run_dir: Path) -> None:
-    best = run_dir / "checkpoints" / "best.safetensors"
+def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path) -> Any:
+    """The fine-tuning phase on the teacher-forced model: MRT or REINFORCE, or "mle" (more teacher
+    forcing with the same budget: the control an honest comparison needs)."""
+    from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig, SequenceLevelTrainer
+    from treadmill.seq2seq.trainer import Seq2SeqConfig, Seq2SeqTrainer
+
+    options = dict(config["sequence_level"])
+    epochs, lr, max_steps = options.pop("epochs"), options.pop("lr"), options.pop("max_steps")
+    options.pop("enabled")
+    before = trainer.evaluate(loaders["valid"], prefix="val_") if "valid" in loaders else {}
+    training = {**config["training"], "epochs": epochs, "max_steps": max_steps, "scheduler": None, "resume_from": None,
+                "checkpoint_dir": str(run_dir / "checkpoints_finetune"),
+                "optimizer": {**config["training"].get("optimizer", {}), "lr": lr}}
+    training.pop("resume_from")
+    training.setdefault("seed", config["seed"])
+    method = options.get("method", "mrt")
+    extra = {} if method == "mle" else {"sequence_level": SequenceLevelConfig(**options)}
+    tuned = (Seq2SeqTrainer if method == "mle" else SequenceLevelTrainer)(
+        trainer.model, training_config(training), loaders["train"], loaders.get("valid"),
+        seq2seq=Seq2SeqConfig(**config["seq2seq"]), detokenize=task.tgt_tokenizer.decode,
+        references=_reference_fn(task, "valid"), callbacks=_callbacks(config, run_dir / "finetune"), **extra,
+    )  # fmt: skip
+    print(f"Fine-tuning ({method}, {epochs} epoch(s), lr {lr}); "
+          f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}", flush=True)
+    tuned.history["before_finetune"] = before  # type: ignore[assignment]
+    tuned.fit()
+    _load_best(tuned, run_dir / "checkpoints_finetune")
+    return tuned
+
+
+def _load_best(trainer: Any, checkpoint_dir: Path) -> None:
+    best = checkpoint_dir / "best.safetensors"
     if best.exists():
         load_model_weights(trainer.model, load_checkpoint(best)["model"], source=str(best))
 

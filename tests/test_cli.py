@@ -1,0 +1,122 @@
+"""The command line: errors without tracebacks, a tiny end-to-end run, eval, generate, sweep."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = """
+task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, n_train: 300, n_valid: 40, n_test: 40}}
+model: {name: transformer, d_model: 16, n_heads: 2, n_encoder_layers: 1, n_decoder_layers: 1, d_ff: 32, dropout: 0.0}
+data: {batch_size: 32, eval_batch_size: 40}
+training: {epochs: 2, progress_bar: false, optimizer: {lr: 3.0e-3}}
+seq2seq: {generation: {max_len: 8}}
+evaluation: {samples: 2}
+diagnostics: {enabled: false}
+"""
+
+
+def treadmill(*args, cwd=None, stdin=None):
+    return subprocess.run([sys.executable, "-m", "treadmill.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, input=stdin, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.yaml"
+    config.write_text(TINY)
+    result = treadmill("train", config, "--run-dir", root / "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root, config, result
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no_such.yaml"], "Config file 'no_such.yaml' does not exist"),
+        (["eval", "no_such_dir"], "is not a run directory"),
+    ],
+)
+def test_missing_files_give_one_paragraph_and_exit_2(tmp_path, args, message):
+    result = treadmill(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_override_and_unknown_task_name_the_fix(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY)
+    bad_key = treadmill("train", config, "model.d_modle=8", cwd=tmp_path)
+    assert bad_key.returncode == 2 and "Did you mean 'model.d_model'?" in bad_key.stderr
+    bad_syntax = treadmill("train", config, "model.d_model", cwd=tmp_path)
+    assert bad_syntax.returncode == 2 and "dotted.key=value" in bad_syntax.stderr
+    unknown_task = treadmill("train", config, "task.name=revers", cwd=tmp_path)
+    assert unknown_task.returncode == 2 and "reverse" in unknown_task.stderr
+    assert "Traceback" not in bad_key.stderr + bad_syntax.stderr + unknown_task.stderr
+
+
+def test_train_writes_the_run_directory(tiny_run):
+    root, _, result = tiny_run
+    run = root / "run"
+    for name in ("config.yaml", "metrics.csv", "summary.json", "predictions.tsv", "tokenizers/src.json",
+                 "checkpoints/last.pt", "checkpoints/best.safetensors"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["parameters"] > 0 and summary["epochs"] == 2 and "exact_match" in summary["test"]
+    with open(run / "metrics.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+    with open(run / "predictions.tsv") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))
+    assert rows[0] == ["source", "reference", "hypothesis"] and len(rows) == 41
+    assert "test:" in result.stdout
+
+
+def test_eval_prints_json_on_its_last_line(tiny_run):
+    root, _, _ = tiny_run
+    result = treadmill("eval", root / "run", "--split", "valid")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0.0 <= metrics["exact_match"] <= 1.0 and "per" in metrics
+
+
+def test_generate_prints_one_output_per_input(tiny_run):
+    root, _, _ = tiny_run
+    result = treadmill("generate", root / "run", "a1 a2 a3", "a0 a4")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 2
+    piped = treadmill("generate", root / "run", stdin="a1 a2\na3 a4 a5\na0 a1\n")
+    assert len(piped.stdout.strip().splitlines()) == 3
+
+
+def test_sweep_runs_the_grid_into_a_table_and_skips_finished_runs(tiny_run, tmp_path):
+    _, config, _ = tiny_run
+    args = ("sweep", config, "model.d_model=8,16", "training.epochs=1", "--sweep-dir", tmp_path / "sweep")
+    first = treadmill(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    table = (tmp_path / "sweep" / "experiments.md").read_text().strip().splitlines()
+    assert len(table) == 2 + 2  # header, rule, two runs
+    assert "d_model=8" in table[2] and "d_model=16" in table[3] and "| ok |" in table[2]
+    with open(tmp_path / "sweep" / "experiments.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+    second = treadmill(*args)
+    assert second.stdout.count("finished before; skipped") == 2
+
+
+def test_sweep_records_a_failing_run_and_goes_on(tiny_run, tmp_path):
+    _, config, _ = tiny_run
+    # n_heads=3 does not divide d_model=16: that run fails at model construction
+    result = treadmill("sweep", config, "model.n_heads=3,2", "training.epochs=1", "--sweep-dir", tmp_path / "sweep")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "experiments.csv")))
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+
+
+def test_tasks_lists_every_builtin_task():
+    result = treadmill("tasks")
+    names = [line.split()[0] for line in result.stdout.strip().splitlines()]
+    assert {"reverse", "g2p-cmudict", "num2words-en-fr", "forecast-sunspots", "forecast-co2"} <= set(names)
