@@ -98,10 +98,12 @@ def _callbacks(config: dict[str, Any], run_dir: Path) -> list[Callback]:
     diag = config["diagnostics"]
     if diag.get("enabled"):
         try:
+            from treadmill.callbacks.alarms import HealthMonitor
             from treadmill.callbacks.diagnostics import Diagnostics
 
-            callbacks.append(Diagnostics(every_n_steps=diag["every_n_steps"], watch=tuple(diag["watch"])))
-        except (ImportError, TypeError):
+            callbacks.append(Diagnostics(every_n_steps=diag["every_n_steps"], watch=tuple(diag["watch"]) or ("encoder",)))
+            callbacks.append(HealthMonitor(on_alarm=diag["on_alarm"]))
+        except ImportError:
             pass
     return callbacks
 

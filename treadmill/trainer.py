@@ -162,6 +162,10 @@ class Trainer:
         user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)
         if config.early_stopping_patience and not user_has_stopper:
             extra.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.early_stopping_min_delta, mode))
+        if config.overfit_batches:
+            from treadmill.callbacks.overfit import OverfitReport
+
+            extra.append(OverfitReport())  # says whether the model memorised the fixed batches
         if config.checkpoint_dir and config.save_best_model and self.val_dataloader is not None:
             # Model artifacts (weights only) kept apart from the resumable `last` checkpoints.
             name = "best.safetensors" if config.save_top_k == 1 else "best-epoch{epoch:03d}.safetensors"
@@ -588,6 +592,11 @@ class Trainer:
         return restore_training_state(self, resume_from)
 
     # ------------------------------------------------------------------ output
+
+    def log_scalars(self, scalars: Mapping[str, float]) -> None:
+        """Send extra scalars (diagnostics, ...) to every callback's `on_log` at the current step."""
+        for cb in self.callbacks:
+            cb.on_log(self, dict(scalars))
 
     def print(self, message: str) -> None:
         """Print a line of training output (main process only)."""
