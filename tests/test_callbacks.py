@@ -42,7 +42,13 @@ def quiet(**kwargs):
 
 @pytest.mark.parametrize(
     ("name", "mode"),
-    [("val_loss", "min"), ("val_wer", "min"), ("val_perplexity", "min"), ("val_sequence_accuracy", "max"), ("val_bleu", "max")],
+    [
+        ("val_loss", "min"),
+        ("val_wer", "min"),
+        ("val_perplexity", "min"),
+        ("val_sequence_accuracy", "max"),
+        ("val_bleu", "max"),
+    ],
 )
 def test_mode_is_inferred_from_the_metric_name(name, mode):
     assert infer_mode(name) == mode
@@ -53,7 +59,13 @@ def test_early_stopping_stops_after_patience_without_improvement():
     model, loader = tiny_setup()
     scores = [0.5, 0.6, 0.6005, 0.59, 0.58, 0.9, 0.9]
     stopper = EarlyStopping(monitor="val_acc", patience=3, min_delta=0.001)
-    trainer = Trainer(model, quiet(epochs=7), loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_acc", scores), stopper])
+    trainer = Trainer(
+        model,
+        quiet(epochs=7),
+        loader,
+        loss_fn=nn.MSELoss(),
+        callbacks=[ScriptedMetrics("val_acc", scores), stopper],
+    )
     history = trainer.fit()
     # best 0.6 at epoch 2 (0.6005 is within min_delta); epochs 3, 4, 5 do not improve -> stop after 5
     assert history["total_epochs"] == 5
@@ -64,15 +76,25 @@ def test_config_patience_adds_early_stopping_on_the_monitor():
     model, loader = tiny_setup()
     scores = [1.0, 0.9, 0.95, 0.96, 0.97, 0.5]
     config = quiet(epochs=6, early_stopping_patience=2, monitor="val_loss")
-    trainer = Trainer(model, config, loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_loss", scores)])
+    trainer = Trainer(
+        model, config, loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_loss", scores)]
+    )
     assert trainer.fit()["total_epochs"] == 4
 
 
 def test_checkpoint_template_names_files_and_keeps_only_the_best(tmp_path):
     model, loader = tiny_setup()
     scores = [0.5, 0.7, 0.6, 0.8]
-    checkpoint = ModelCheckpoint(str(tmp_path / "best_{epoch:03d}_{val_acc:.4f}.pt"), monitor="val_acc", save_best_only=True)
-    Trainer(model, quiet(epochs=4), loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_acc", scores), checkpoint]).fit()
+    checkpoint = ModelCheckpoint(
+        str(tmp_path / "best_{epoch:03d}_{val_acc:.4f}.pt"), monitor="val_acc", save_best_only=True
+    )
+    Trainer(
+        model,
+        quiet(epochs=4),
+        loader,
+        loss_fn=nn.MSELoss(),
+        callbacks=[ScriptedMetrics("val_acc", scores), checkpoint],
+    ).fit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_004_0.8000.pt"]
     state = load_checkpoint(tmp_path / "best_004_0.8000.pt")
     assert state["epoch"] == 3 and set(state["model"]) == {"weight", "bias"}
@@ -80,19 +102,31 @@ def test_checkpoint_template_names_files_and_keeps_only_the_best(tmp_path):
 
 def test_checkpoint_save_every_epoch_when_not_best_only(tmp_path):
     model, loader = tiny_setup()
-    checkpoint = ModelCheckpoint(str(tmp_path / "e{epoch}.pt"), monitor="val_acc", save_best_only=False)
-    Trainer(model, quiet(epochs=3), loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_acc", [1, 2, 3]), checkpoint]).fit()
+    checkpoint = ModelCheckpoint(
+        str(tmp_path / "e{epoch}.pt"), monitor="val_acc", save_best_only=False
+    )
+    Trainer(
+        model,
+        quiet(epochs=3),
+        loader,
+        loss_fn=nn.MSELoss(),
+        callbacks=[ScriptedMetrics("val_acc", [1, 2, 3]), checkpoint],
+    ).fit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e1.pt", "e2.pt", "e3.pt"]
 
 
 def test_unknown_template_key_warns_once_and_still_saves(tmp_path):
     model, loader = tiny_setup()
     template = str(tmp_path / "best_model_{epoch:03d}_{val_seq_acc:.4f}.pt")  # seed 001's template
-    checkpoint = ModelCheckpoint(template, monitor="val_sequence_accuracy", save_best_only=True, mode="max")
+    checkpoint = ModelCheckpoint(
+        template, monitor="val_sequence_accuracy", save_best_only=True, mode="max"
+    )
     scripted = ScriptedMetrics("val_sequence_accuracy", [0.1, 0.2, 0.3])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        Trainer(model, quiet(epochs=3), loader, loss_fn=nn.MSELoss(), callbacks=[scripted, checkpoint]).fit()
+        Trainer(
+            model, quiet(epochs=3), loader, loss_fn=nn.MSELoss(), callbacks=[scripted, checkpoint]
+        ).fit()
     messages = [str(w.message) for w in caught if "val_seq_acc" in str(w.message)]
     assert len(messages) == 1
     assert "val_sequence_accuracy" in messages[0]  # the available keys are listed
@@ -100,13 +134,17 @@ def test_unknown_template_key_warns_once_and_still_saves(tmp_path):
 
 
 def test_format_checkpoint_path_reports_missing_keys():
-    path, missing = format_checkpoint_path("m_{epoch:02d}_{val_loss:.2f}_{nope}.pt", {"epoch": 3, "val_loss": 0.123})
+    path, missing = format_checkpoint_path(
+        "m_{epoch:02d}_{val_loss:.2f}_{nope}.pt", {"epoch": 3, "val_loss": 0.123}
+    )
     assert path == "m_03_0.12_NA.pt" and missing == ["nope"]
 
 
 def test_config_checkpoint_dir_writes_best_and_last_without_callbacks(tmp_path):
     model, loader = tiny_setup()
-    config = quiet(epochs=2, checkpoint_dir=str(tmp_path), save_best_model=True, save_last_model=True)
+    config = quiet(
+        epochs=2, checkpoint_dir=str(tmp_path), save_best_model=True, save_last_model=True
+    )
     Trainer(model, config, loader, loader, loss_fn=nn.MSELoss()).fit()
     assert {p.name for p in tmp_path.iterdir()} == {"best.safetensors", "last.pt"}
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
@@ -115,10 +153,19 @@ def test_config_checkpoint_dir_writes_best_and_last_without_callbacks(tmp_path):
 
 def test_config_save_top_k_keeps_k_best_weight_files(tmp_path):
     model, loader = tiny_setup()
-    config = quiet(epochs=4, checkpoint_dir=str(tmp_path), save_top_k=2, monitor="val_acc", save_last_model=False)
+    config = quiet(
+        epochs=4,
+        checkpoint_dir=str(tmp_path),
+        save_top_k=2,
+        monitor="val_acc",
+        save_last_model=False,
+    )
     scripted = ScriptedMetrics("val_acc", [0.5, 0.9, 0.7, 0.8])
     Trainer(model, config, loader, loader, loss_fn=nn.MSELoss(), callbacks=[scripted]).fit()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch002.safetensors", "best-epoch004.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best-epoch002.safetensors",
+        "best-epoch004.safetensors",
+    ]
 
 
 def test_hook_order_for_one_epoch():
@@ -159,7 +206,14 @@ def test_hook_order_for_one_epoch():
             calls.append("train_end")
 
     model, loader = tiny_setup()
-    Trainer(model, quiet(epochs=1, log_frequency=2), loader, loader, loss_fn=nn.MSELoss(), callbacks=[Recorder()]).fit()
+    Trainer(
+        model,
+        quiet(epochs=1, log_frequency=2),
+        loader,
+        loader,
+        loss_fn=nn.MSELoss(),
+        callbacks=[Recorder()],
+    ).fit()
     assert calls == [
         "train_start", "epoch_start",
         "batch_start", "before_step", "after_step", "batch_end",
@@ -187,6 +241,8 @@ def test_on_exception_is_called():
 def test_learning_rate_monitor_records_every_step():
     model, loader = tiny_setup()
     monitor = LearningRateMonitor()
-    history = Trainer(model, quiet(epochs=2), loader, loss_fn=nn.MSELoss(), callbacks=[monitor]).fit()
+    history = Trainer(
+        model, quiet(epochs=2), loader, loss_fn=nn.MSELoss(), callbacks=[monitor]
+    ).fit()
     assert monitor.history == [[0.01]] * 4
     assert history["lr"] == [0.01, 0.01]

@@ -33,7 +33,9 @@ class TwoEmbeddings(nn.Module):
         self.out = nn.Linear(4, 1)
 
     def forward(self, source, target):
-        return self.out(self.encoder.embedding(source).mean(1) + self.decoder.embedding(target[:, :-1]).mean(1))
+        return self.out(
+            self.encoder.embedding(source).mean(1) + self.decoder.embedding(target[:, :-1]).mean(1)
+        )
 
 
 class DictTrainer(Trainer):
@@ -66,10 +68,15 @@ def test_out_of_range_id_after_the_checked_batches_is_still_diagnosed():
 def test_seed001_example_as_printed_stops_with_the_embedding_message(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "seed001_translation.py"), "--as-printed"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode != 0
-    assert "EmbeddingIndexError: Embedding 'encoder.embedding' has num_embeddings=20" in result.stderr
+    assert (
+        "EmbeddingIndexError: Embedding 'encoder.embedding' has num_embeddings=20" in result.stderr
+    )
     assert "batch['source']" in result.stderr
 
 
@@ -106,7 +113,11 @@ Pair = namedtuple("Pair", ["x", "meta"])
 
 
 def test_nested_batches_move_to_the_device_keeping_structure():
-    batch = {"a": torch.ones(2), "b": [torch.zeros(1), (torch.ones(3), "text", 7)], "c": Pair(torch.ones(1), {"d": torch.ones(2)})}
+    batch = {
+        "a": torch.ones(2),
+        "b": [torch.zeros(1), (torch.ones(3), "text", 7)],
+        "c": Pair(torch.ones(1), {"d": torch.ones(2)}),
+    }
     moved = move_to_device(batch, torch.device("meta"))
     assert moved["a"].device.type == "meta"
     assert moved["b"][0].device.type == "meta" and moved["b"][1][0].device.type == "meta"
@@ -161,4 +172,6 @@ def test_progress_bar_false_prints_only_epoch_summaries():
     reporter.start_epoch(0, 1, 10)
     reporter.update(5, 0.5, 1e-3, 100.0)
     reporter.end_epoch({"loss": 0.5})
-    assert stream.getvalue().count("\n") == 1 and stream.getvalue().startswith("Epoch 1/1  loss 0.5000")
+    assert stream.getvalue().count("\n") == 1 and stream.getvalue().startswith(
+        "Epoch 1/1  loss 0.5000"
+    )

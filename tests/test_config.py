@@ -22,7 +22,9 @@ def test_seed001_fields_are_accepted():
         checkpoint_dir="./checkpoints/seq2seq",
         save_best_model=True,
         save_last_model=True,
-        optimizer=OptimizerConfig(optimizer_class="AdamW", lr=0.001, weight_decay=0.01, params={"betas": (0.9, 0.98)}),
+        optimizer=OptimizerConfig(
+            optimizer_class="AdamW", lr=0.001, weight_decay=0.01, params={"betas": (0.9, 0.98)}
+        ),
     )
     assert config.gradient_accumulation_steps == 2 and config.optimizer.lr == 0.001
 
@@ -95,7 +97,10 @@ def test_scheduler_validation_and_intervals():
 
 
 def test_dict_sub_configs_are_converted():
-    config = TrainingConfig(optimizer={"lr": 0.1, "optimizer_class": "SGD"}, scheduler={"scheduler_class": "warmup_linear"})
+    config = TrainingConfig(
+        optimizer={"lr": 0.1, "optimizer_class": "SGD"},
+        scheduler={"scheduler_class": "warmup_linear"},
+    )
     assert isinstance(config.optimizer, OptimizerConfig) and config.optimizer.lr == 0.1
     assert isinstance(config.scheduler, SchedulerConfig)
 

@@ -11,14 +11,28 @@ WORKER = Path(__file__).parent / "scripts" / "ddp_worker.py"
 
 
 def torchrun(out, *args):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(out), *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(WORKER),
+        str(out),
+        *map(str, args),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
 
 def single(out, *args):
-    result = subprocess.run([sys.executable, str(WORKER), str(out), *map(str, args)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(WORKER), str(out), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -40,7 +54,9 @@ def test_two_ranks_with_accumulation_match_one_process(one_process, tmp_path):
     assert rank0["world"] == 2
     for key in rank0["weights"]:
         assert torch.equal(rank0["weights"][key], rank1["weights"][key])
-        torch.testing.assert_close(rank0["weights"][key], one_process["weights"][key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            rank0["weights"][key], one_process["weights"][key], rtol=1e-5, atol=1e-6
+        )
     # validation metrics are reduced over both ranks' shards
     assert rank0["val_loss"] == pytest.approx(one_process["val_loss"], rel=1e-5)
     assert result.stdout.count("Epoch 2/2") == 1  # only rank 0 prints
@@ -52,7 +68,9 @@ def test_resume_under_torchrun_continues_to_the_same_weights(one_process, tmp_pa
     torchrun(tmp_path, "--batch-size", 4, "--epochs", 2, "--resume")
     resumed = load(tmp_path, 0)
     for key in resumed["weights"]:
-        torch.testing.assert_close(resumed["weights"][key], one_process["weights"][key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            resumed["weights"][key], one_process["weights"][key], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_checkpoint_saved_under_ddp_loads_in_one_process(tmp_path):

@@ -23,9 +23,16 @@ STEPS = 36  # 3 epochs x 12 batches
 
 
 def run(run_dir, *args, check=True):
-    result = subprocess.run([sys.executable, str(WORKER), str(run_dir), *map(str, args)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(WORKER), str(run_dir), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"worker failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"worker failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -45,7 +52,11 @@ def reference(tmp_path_factory):
     run(root / "plain")
     run(root / "workers", "--workers", 2)
     run(root / "accumulate", "--sigterm-at-step", 10_000)  # same config (accumulation 2), no signal
-    return {"plain": weights(root / "plain"), "workers": weights(root / "workers"), "accumulate": weights(root / "accumulate")}
+    return {
+        "plain": weights(root / "plain"),
+        "workers": weights(root / "workers"),
+        "accumulate": weights(root / "accumulate"),
+    }
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference, tmp_path):
@@ -76,7 +87,9 @@ def test_sigterm_finishes_the_step_saves_and_exits_nonzero(reference, tmp_path):
     assert "finishing the current optimizer step" in result.stdout
     assert "Resume with trainer.fit(resume_from=" in result.stdout
     state = load_checkpoint(tmp_path / "ckpt" / "last.pt")
-    assert state["global_step"] == 11 and state["batch_in_epoch"] == 10  # the group of 2 was completed
+    assert (
+        state["global_step"] == 11 and state["batch_in_epoch"] == 10
+    )  # the group of 2 was completed
     run(tmp_path, "--sigterm-at-step", 10_000, "--resume")
     assert_identical(reference["accumulate"], weights(tmp_path))
 
@@ -112,7 +125,11 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 def test_mismatch_lists_missing_unexpected_and_shapes():
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    state = {"0.weight": torch.zeros(5, 3), "0.bias": torch.zeros(4), "extra.weight": torch.zeros(1)}
+    state = {
+        "0.weight": torch.zeros(5, 3),
+        "0.bias": torch.zeros(4),
+        "extra.weight": torch.zeros(1),
+    }
     with pytest.raises(CheckpointError) as info:
         load_model_weights(model, state, source="ckpt.pt")
     message = str(info.value)
@@ -124,7 +141,12 @@ def test_mismatch_lists_missing_unexpected_and_shapes():
 def small_trainer(tmp_path, **overrides):
     torch.manual_seed(0)
     data = [(torch.randn(4, 3), torch.randn(4, 1)) for _ in range(3)]
-    config = TrainingConfig(progress_bar=False, checkpoint_dir=str(tmp_path), optimizer=OptimizerConfig("SGD", lr=0.1), **overrides)
+    config = TrainingConfig(
+        progress_bar=False,
+        checkpoint_dir=str(tmp_path),
+        optimizer=OptimizerConfig("SGD", lr=0.1),
+        **overrides,
+    )
     return Trainer(nn.Linear(3, 1), config, data, loss_fn=nn.MSELoss())
 
 

@@ -21,7 +21,9 @@ training:
 
 
 def test_overrides_parse_yaml_values_into_nested_dicts():
-    assert parse_overrides(["model.d_model=256", "training.optimizer.lr=3e-4", "seq2seq.generation.strategy=beam"]) == {
+    assert parse_overrides(
+        ["model.d_model=256", "training.optimizer.lr=3e-4", "seq2seq.generation.strategy=beam"]
+    ) == {
         "model": {"d_model": 256},
         "training": {"optimizer": {"lr": 3e-4}},
         "seq2seq": {"generation": {"strategy": "beam"}},
@@ -34,7 +36,10 @@ def test_bad_override_syntax_is_explained():
 
 
 def test_overrides_apply_and_defaults_fill_in(tmp_path):
-    config = load_run_config(write(tmp_path, BASE), ["model.d_model=64", "training.optimizer.lr=3e-4", "data.batch_size=16"])
+    config = load_run_config(
+        write(tmp_path, BASE),
+        ["model.d_model=64", "training.optimizer.lr=3e-4", "data.batch_size=16"],
+    )
     assert config["model"]["d_model"] == 64
     assert config["training"]["optimizer"]["lr"] == 3e-4
     assert config["data"]["batch_size"] == 16 and config["data"]["eval_batch_size"] == 256
@@ -44,7 +49,10 @@ def test_overrides_apply_and_defaults_fill_in(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("training.optimzer.lr=1", "Unknown config key 'training.optimzer'. Did you mean 'training.optimizer'?"),
+        (
+            "training.optimzer.lr=1",
+            "Unknown config key 'training.optimzer'. Did you mean 'training.optimizer'?",
+        ),
         ("model.d_modle=8", "Unknown config key 'model.d_modle'. Did you mean 'model.d_model'?"),
         ("data.batchsize=8", "Did you mean 'data.batch_size'?"),
         ("trainig.epochs=3", "Did you mean 'training'?"),
@@ -80,5 +88,7 @@ def test_missing_file_and_missing_task(tmp_path):
 
 
 def test_pytorch_treadmill_aliases_work_in_yaml(tmp_path):
-    config = load_run_config(write(tmp_path, BASE), ["training.grad_clip_norm=1.0", "training.validate_every=2"])
+    config = load_run_config(
+        write(tmp_path, BASE), ["training.grad_clip_norm=1.0", "training.validate_every=2"]
+    )
     assert config["training"]["grad_clip_norm"] == 1.0

@@ -37,7 +37,11 @@ def params_after(model, config, loader, loss_fn=None):
 def test_accumulating_4_batches_of_8_equals_one_batch_of_32():
     x, y = regression_data(32)
     big = params_after(mlp(), quiet(epochs=1), DataLoader(TensorDataset(x, y), batch_size=32))
-    small = params_after(mlp(), quiet(epochs=1, gradient_accumulation_steps=4), DataLoader(TensorDataset(x, y), batch_size=8))
+    small = params_after(
+        mlp(),
+        quiet(epochs=1, gradient_accumulation_steps=4),
+        DataLoader(TensorDataset(x, y), batch_size=8),
+    )
     for a, b in zip(big, small, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -46,7 +50,11 @@ def test_accumulation_with_uneven_batches_weights_by_samples():
     # 32 samples in batches of 10, 10, 10, 2 accumulated in one group == one batch of 32.
     x, y = regression_data(32)
     big = params_after(mlp(), quiet(epochs=1), DataLoader(TensorDataset(x, y), batch_size=32))
-    uneven = params_after(mlp(), quiet(epochs=1, gradient_accumulation_steps=4), DataLoader(TensorDataset(x, y), batch_size=10))
+    uneven = params_after(
+        mlp(),
+        quiet(epochs=1, gradient_accumulation_steps=4),
+        DataLoader(TensorDataset(x, y), batch_size=10),
+    )
     for a, b in zip(big, uneven, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -88,7 +96,9 @@ def test_accumulation_divides_by_target_tokens_when_reported():
     data = [(x[i : i + 4], (values[i : i + 4], mask[i : i + 4])) for i in range(0, 16, 4)]
     whole = [(x, (values, mask))]
     big = params_after(TokenModel(), quiet(epochs=1), whole, loss_fn=TokenLoss())
-    small = params_after(TokenModel(), quiet(epochs=1, gradient_accumulation_steps=4), data, loss_fn=TokenLoss())
+    small = params_after(
+        TokenModel(), quiet(epochs=1, gradient_accumulation_steps=4), data, loss_fn=TokenLoss()
+    )
     for a, b in zip(big, small, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -100,7 +110,9 @@ class StepCounter(Callback):
 
     def on_before_optimizer_step(self, trainer):
         grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
-        self.grad_norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+        self.grad_norms.append(
+            torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+        )
 
     def on_after_optimizer_step(self, trainer):
         self.steps += 1
@@ -110,7 +122,13 @@ def test_last_partial_accumulation_group_steps():
     x, y = regression_data(40)
     counter = StepCounter()
     loader = DataLoader(TensorDataset(x, y), batch_size=4)  # 10 batches
-    Trainer(mlp(), quiet(epochs=2, gradient_accumulation_steps=4), loader, loss_fn=nn.MSELoss(), callbacks=[counter]).fit()
+    Trainer(
+        mlp(),
+        quiet(epochs=2, gradient_accumulation_steps=4),
+        loader,
+        loss_fn=nn.MSELoss(),
+        callbacks=[counter],
+    ).fit()
     assert counter.steps == 2 * 3  # groups of 4, 4, 2 per epoch
 
 
@@ -129,21 +147,32 @@ def test_clipping_bounds_the_gradient_and_logs_the_preclip_norm():
     counter = StepCounter()
     model = mlp()
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = Trainer(model, quiet(epochs=1, max_grad_norm=0.5, log_frequency=1), DataLoader(TensorDataset(x, y), batch_size=32),
-                      loss_fn=nn.MSELoss(), callbacks=[counter, AfterClip()])
+    trainer = Trainer(
+        model,
+        quiet(epochs=1, max_grad_norm=0.5, log_frequency=1),
+        DataLoader(TensorDataset(x, y), batch_size=32),
+        loss_fn=nn.MSELoss(),
+        callbacks=[counter, AfterClip()],
+    )
     trainer.fit()
     pre_clip = counter.grad_norms[0]
     assert pre_clip > 0.5
     assert seen["logged"] == pytest.approx(pre_clip, rel=1e-4)
     # SGD with lr 0.1: the update's norm is lr * clipped norm.
-    update = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True)))
+    update = torch.sqrt(
+        sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))
+    )
     assert update.item() == pytest.approx(0.1 * 0.5, rel=1e-4)
 
 
 def test_step_scheduler_steps_once_per_optimizer_step():
     x, y = regression_data(40)
     loader = DataLoader(TensorDataset(x, y), batch_size=4)
-    config = quiet(epochs=3, gradient_accumulation_steps=2, scheduler=SchedulerConfig("warmup_cosine", params={"warmup_steps": 3}))
+    config = quiet(
+        epochs=3,
+        gradient_accumulation_steps=2,
+        scheduler=SchedulerConfig("warmup_cosine", params={"warmup_steps": 3}),
+    )
     trainer = Trainer(mlp(), config, loader, loss_fn=nn.MSELoss())
     trainer.fit()
     assert trainer.global_step == 15
@@ -161,15 +190,25 @@ def test_warmup_reaches_peak_lr_then_decays():
             lrs.append(trainer.optimizer.param_groups[0]["lr"])
 
     config = quiet(epochs=1, scheduler=SchedulerConfig("warmup_linear", params={"warmup_steps": 4}))
-    Trainer(mlp(), config, DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss(), callbacks=[Lr()]).fit()
+    Trainer(
+        mlp(),
+        config,
+        DataLoader(TensorDataset(x, y), batch_size=4),
+        loss_fn=nn.MSELoss(),
+        callbacks=[Lr()],
+    ).fit()
     assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
     assert lrs[4] == pytest.approx(0.1) and lrs[-1] < lrs[5]
 
 
 def test_epoch_scheduler_steps_once_per_epoch():
     x, y = regression_data(40)
-    config = quiet(epochs=3, scheduler=SchedulerConfig("StepLR", params={"step_size": 1, "gamma": 0.5}))
-    trainer = Trainer(mlp(), config, DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss())
+    config = quiet(
+        epochs=3, scheduler=SchedulerConfig("StepLR", params={"step_size": 1, "gamma": 0.5})
+    )
+    trainer = Trainer(
+        mlp(), config, DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss()
+    )
     trainer.fit()
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
@@ -189,7 +228,9 @@ def test_epoch_metrics_are_sample_weighted_not_mean_of_batch_means():
     def target_mean(predictions, targets):
         return targets.mean()
 
-    trainer = Trainer(Zero(), quiet(epochs=1), loader, loader, loss_fn=nn.MSELoss(), metric_fns={"t": target_mean})
+    trainer = Trainer(
+        Zero(), quiet(epochs=1), loader, loader, loss_fn=nn.MSELoss(), metric_fns={"t": target_mean}
+    )
     result = trainer.evaluate(loader)
     assert result["t"] == pytest.approx(4.5)  # mean of batch means would be (1.5 + 5.5 + 8.5) / 3
     assert result["loss"] == pytest.approx(float((x**2).mean()))
@@ -203,7 +244,9 @@ def test_metric_pairs_are_token_weighted():
     def pair_metric(predictions, targets):
         return next(counts)
 
-    trainer = Trainer(nn.Linear(1, 1), quiet(), loader, loss_fn=nn.MSELoss(), metric_fns={"acc": pair_metric})
+    trainer = Trainer(
+        nn.Linear(1, 1), quiet(), loader, loss_fn=nn.MSELoss(), metric_fns={"acc": pair_metric}
+    )
     assert trainer.evaluate(loader)["acc"] == pytest.approx(0.25)
 
 
@@ -255,13 +298,17 @@ def test_model_compute_loss_is_used_without_loss_fn():
 def test_missing_loss_is_a_clear_error():
     x, y = regression_data(8)
     with pytest.raises(ValueError, match="loss_fn"):
-        Trainer(nn.Linear(6, 1), quiet(epochs=1), DataLoader(TensorDataset(x, y), batch_size=4)).fit()
+        Trainer(
+            nn.Linear(6, 1), quiet(epochs=1), DataLoader(TensorDataset(x, y), batch_size=4)
+        ).fit()
 
 
 def test_history_has_both_key_styles_and_validation_frequency():
     x, y = regression_data(16)
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    trainer = Trainer(mlp(), quiet(epochs=4, validate_every=2), loader, loader, loss_fn=nn.MSELoss())
+    trainer = Trainer(
+        mlp(), quiet(epochs=4, validate_every=2), loader, loader, loss_fn=nn.MSELoss()
+    )
     history = trainer.train()
     assert len(history["loss"]) == 4 and len(history["val_loss"]) == 2
     assert history["total_epochs"] == 4
@@ -289,7 +336,9 @@ def test_eval_mode_and_inference_mode_during_evaluation():
 
 def test_predict_concatenates_outputs():
     x, y = regression_data(10)
-    trainer = Trainer(mlp(), quiet(), DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss())
+    trainer = Trainer(
+        mlp(), quiet(), DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss()
+    )
     out = trainer.predict(DataLoader(TensorDataset(x, y), batch_size=4))
     assert out.shape == (10, 1)
     torch.testing.assert_close(out, trainer.model(x))
@@ -297,7 +346,12 @@ def test_predict_concatenates_outputs():
 
 def test_max_steps_stops_training():
     x, y = regression_data(40)
-    trainer = Trainer(mlp(), quiet(epochs=10, max_steps=7), DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss())
+    trainer = Trainer(
+        mlp(),
+        quiet(epochs=10, max_steps=7),
+        DataLoader(TensorDataset(x, y), batch_size=4),
+        loss_fn=nn.MSELoss(),
+    )
     trainer.fit()
     assert trainer.global_step == 7
 
@@ -305,6 +359,11 @@ def test_max_steps_stops_training():
 def test_loss_decreases_on_a_learnable_problem():
     x, y = regression_data(128)
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
-    history = Trainer(mlp(), quiet(epochs=15, optimizer=OptimizerConfig("Adam", lr=1e-2), seed=0), loader, loss_fn=nn.MSELoss()).fit()
+    history = Trainer(
+        mlp(),
+        quiet(epochs=15, optimizer=OptimizerConfig("Adam", lr=1e-2), seed=0),
+        loader,
+        loss_fn=nn.MSELoss(),
+    ).fit()
     assert history["loss"][-1] < 0.2 * history["loss"][0]
     assert all(math.isfinite(v) for v in history["loss"])

@@ -1,7 +1,7 @@
 """Training program for the DDP tests; run it with torchrun or as a single process.
 
-    torchrun --standalone --nproc_per_node=2 ddp_worker.py OUT --batch-size 4
-    python ddp_worker.py OUT --batch-size 8
+torchrun --standalone --nproc_per_node=2 ddp_worker.py OUT --batch-size 4
+python ddp_worker.py OUT --batch-size 8
 """
 
 import argparse
@@ -41,7 +41,11 @@ def main() -> None:
     history = trainer.fit(resume_from="last" if args.resume else None)
     rank = int(os.environ.get("RANK", 0))
     torch.save(
-        {"weights": {k: v.clone() for k, v in model.state_dict().items()}, "val_loss": history["val_loss"], "world": trainer.dist.world_size},
+        {
+            "weights": {k: v.clone() for k, v in model.state_dict().items()},
+            "val_loss": history["val_loss"],
+            "world": trainer.dist.world_size,
+        },
         os.path.join(args.out, f"rank{rank}.pt"),
     )
     if dist.is_initialized():

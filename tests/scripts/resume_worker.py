@@ -1,6 +1,6 @@
 """A training program for the resume tests: trains, optionally kills itself, writes final weights.
 
-    python resume_worker.py RUN_DIR [--kill-at-step N] [--kill-during-save N] [--workers W] [--resume]
+python resume_worker.py RUN_DIR [--kill-at-step N] [--kill-during-save N] [--workers W] [--resume]
 """
 
 import argparse
@@ -104,7 +104,9 @@ def main() -> int:
     )
     trainer = Trainer(model, config, loader, loss_fn=nn.MSELoss(), callbacks=callbacks)
     trainer.fit(resume_from="last" if args.resume else None)
-    torch.save({k: v for k, v in model.state_dict().items()}, os.path.join(args.run_dir, "final.pt"))
+    torch.save(
+        {k: v for k, v in model.state_dict().items()}, os.path.join(args.run_dir, "final.pt")
+    )
     return 0
 
 

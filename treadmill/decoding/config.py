@@ -97,7 +97,9 @@ class GenerationConfig:
             )
         if not isinstance(self.top_p, (int, float)) or not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"GenerationConfig.top_p={self.top_p!r} must be in (0, 1]")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
             raise ValueError(f"GenerationConfig.seed={self.seed!r} must be an int or None")
         for name in ("bos_id", "eos_id", "pad_id"):
             _check_int(self, name, low=0)

@@ -16,26 +16,27 @@ NEG_INF = float("-inf")
 
 
 @dataclass
-class StepConstraints:
-    """Per-row state the constraint processors need at one decoding step (rows = batch or beams)."""
+class RowLimits:
+    """Per-row length limits and forced prefix (rows = sources, beams or samples)."""
 
-    step: int  # index of the token being chosen (0 = first output token)
-    generated: Tensor  # (rows, step) output tokens so far, long
     max_lengths: Tensor  # (rows,) cap on output tokens; EOS is forced at step == cap
     min_lengths: Tensor  # (rows,) EOS is blocked while step < min_length
-    prefix: Tensor  # (rows, prefix_width) forced tokens, long (unused columns are anything)
+    prefix: Tensor  # (rows, prefix_width) forced tokens, long (columns past the length unused)
     prefix_lengths: Tensor  # (rows,) number of forced tokens per row
 
-    def select(self, rows: Tensor) -> StepConstraints:
-        """The same constraints for a subset / reordering of the rows."""
-        return StepConstraints(
-            self.step,
-            self.generated.index_select(0, rows),
+    def select(self, rows: Tensor) -> RowLimits:
+        """The same limits for a subset / reordering of the rows."""
+        return RowLimits(
             self.max_lengths.index_select(0, rows),
             self.min_lengths.index_select(0, rows),
             self.prefix.index_select(0, rows),
             self.prefix_lengths.index_select(0, rows),
         )
+
+    def repeat_rows(self, n: int) -> RowLimits:
+        """Each row repeated n times (row i -> rows i*n .. i*n+n-1), matching ModelStepper."""
+        index = torch.arange(self.max_lengths.size(0), device=self.max_lengths.device)
+        return self.select(index.repeat_interleave(n))
 
 
 def block_tokens(scores: Tensor, token_ids: list[int]) -> Tensor:
@@ -45,9 +46,7 @@ def block_tokens(scores: Tensor, token_ids: list[int]) -> Tensor:
     return scores
 
 
-def block_eos_before_min_len(
-    scores: Tensor, step: int, min_lengths: Tensor, eos_id: int
-) -> Tensor:
+def block_eos_before_min_len(scores: Tensor, step: int, min_lengths: Tensor, eos_id: int) -> Tensor:
     """Forbid EOS in rows that have fewer than their min_length output tokens."""
     blocked = step < min_lengths  # (rows,)
     if not bool(blocked.any()):
@@ -113,24 +112,30 @@ def no_repeat_ngram(scores: Tensor, generated: Tensor, n: int) -> Tensor:
 
 def apply_constraints(
     scores: Tensor,
-    ctx: StepConstraints,
+    step: int,
+    generated: Tensor,
+    limits: RowLimits,
     *,
     eos_id: int,
     never_generate: list[int],
     no_repeat_ngram_size: int,
 ) -> Tensor:
-    """All hard constraints, in order; the forced prefix and max length override the others."""
+    """All hard constraints, in order; the forced prefix and max length override the others.
+
+    `scores` (rows, vocab) are log-probabilities for output token number `step`; `generated`
+    (rows, step) the tokens so far.
+    """
     model_scores = scores
     scores = block_tokens(scores, never_generate)
-    scores = no_repeat_ngram(scores, ctx.generated, no_repeat_ngram_size)
-    scores = block_eos_before_min_len(scores, ctx.step, ctx.min_lengths, eos_id)
+    scores = no_repeat_ngram(scores, generated, no_repeat_ngram_size)
+    scores = block_eos_before_min_len(scores, step, limits.min_lengths, eos_id)
     if no_repeat_ngram_size > 0:
         # A row whose every token got banned (tiny vocabularies) ends instead of producing NaN.
         dead = ~torch.isfinite(scores).any(dim=-1)
-        eos = torch.full_like(ctx.max_lengths, eos_id)
+        eos = torch.full_like(limits.max_lengths, eos_id)
         scores = force_tokens(scores, dead, eos, model_scores)
-    scores = force_eos_at_max_len(scores, ctx.step, ctx.max_lengths, eos_id, model_scores)
-    return force_prefix(scores, ctx.step, ctx.prefix, ctx.prefix_lengths, model_scores)
+    scores = force_eos_at_max_len(scores, step, limits.max_lengths, eos_id, model_scores)
+    return force_prefix(scores, step, limits.prefix, limits.prefix_lengths, model_scores)
 
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:

@@ -8,26 +8,12 @@ finished rows). Because batch is dimension 0 of every tensor in `memory` and in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-try:
-    from treadmill.models.protocol import map_tensors
-except ImportError:  # the models package is built alongside; the contract is the same
-
-    def map_tensors(fn: Callable[[Tensor], Tensor], obj: Any) -> Any:
-        """Apply fn to every tensor in a nested dict/list/tuple, keeping other leaves."""
-        if isinstance(obj, Tensor):
-            return fn(obj)
-        if isinstance(obj, dict):
-            return {key: map_tensors(fn, value) for key, value in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            mapped = [map_tensors(fn, value) for value in obj]
-            return type(obj)(*mapped) if hasattr(obj, "_fields") else type(obj)(mapped)
-        return obj
+from treadmill.models.protocol import map_tensors
 
 
 class ModelStepper:
