@@ -119,3 +119,15 @@ def test_tasks_lists_every_builtin_task():
     result = treadmill("tasks")
     names = [line.split()[0] for line in result.stdout.strip().splitlines()]
     assert {"reverse", "g2p-cmudict", "num2words-en-fr", "forecast-sunspots", "forecast-co2"} <= set(names)
+
+
+def test_generate_writes_the_attention_heatmap_and_plot_overlays_runs(tiny_run, tmp_path):
+    root, _, _ = tiny_run
+    png = tmp_path / "attention.png"
+    result = treadmill("generate", root / "run", "a1 a2 a3", "--attention", png)
+    assert result.returncode == 0, result.stderr
+    assert png.stat().st_size > 5_000
+    curves = tmp_path / "curves.png"
+    plotted = treadmill("plot", root / "run", root / "run", "--metrics", "loss,val_loss", "--out", curves)
+    assert plotted.returncode == 0, plotted.stderr
+    assert curves.stat().st_size > 5_000

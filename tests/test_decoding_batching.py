@@ -147,3 +147,16 @@ def test_sampling_cache_equals_no_cache_on_a_real_model() -> None:
     cached = generate(model, src, mask, **options)
     uncached = generate(model, src, mask, use_cache=False, **options)
     assert cached.sequences == uncached.sequences
+
+
+@pytest.mark.parametrize("kind", ["transformer", "rnn-lstm-bahdanau"])
+def test_real_model_attention_is_a_distribution_over_the_real_source(kind: str) -> None:
+    model = _seq2seq(kind)
+    src, mask, lengths = _batch()
+    for strategy in ("greedy", "beam"):
+        out = generate(
+            model, src[:6], mask[:6], strategy=strategy, max_len=MAX_LEN, return_attention=True
+        )
+        for b, seq in enumerate(out.sequences):
+            assert out.attention[b].shape == (len(seq), lengths[b])
+            assert torch.allclose(out.attention[b].sum(-1), torch.ones(len(seq)), atol=1e-5)

@@ -41,8 +41,10 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attenti
         from treadmill.plots import plot_attention
 
         src_tokens = [task.src_tokenizer.decode([t]) or str(t) for t in rows[0]]
-        tgt_tokens = [task.tgt_tokenizer.decode([t]) or str(t) for t in output.sequences[0]] + ["<eos>"]
-        weights = output.attention[0][: len(tgt_tokens), : len(src_tokens)]
+        weights = output.attention[0][:, : len(src_tokens)]  # (output steps, src_len)
+        tgt_tokens = [task.tgt_tokenizer.decode([t]) or str(t) for t in output.sequences[0]]
+        tgt_tokens = (tgt_tokens + ["<eos>"])[: weights.shape[0]]  # the last step may be EOS's
+        weights = weights[: len(tgt_tokens)]
         plot_attention(weights, src_tokens, tgt_tokens, out=Path(attention_png))
     return outputs
 

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from treadmill.decoding.config import GenerationConfig
-from treadmill.decoding.logits import NEG_INF, RowLimits, apply_constraints
+from treadmill.decoding.logits import NEG_INF, RowLimits
 from treadmill.decoding.output import SearchResult
-from treadmill.decoding.stepper import ModelStepper
+from treadmill.decoding.stepper import ModelStepper, constrained_step
 
 
 def length_penalty(lengths: Tensor | int, alpha: float) -> Tensor | float:
@@ -126,34 +126,19 @@ def beam_search(
     stepper.repeat_rows(k)
     row_limits = limits.repeat_rows(k)
     longest = int(limits.max_lengths.max())
-    never = sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id})
 
     beam_scores = torch.full((batch, k), NEG_INF, device=device)
     beam_scores[:, 0] = 0.0
     finished = FinishedBeams.empty(batch, k, longest, cfg.pad_id, device)
     example_ids = torch.arange(batch, device=device)
     alive_attention: Tensor | None = None  # (rows, step, src_len)
-    result = SearchResult(
-        tokens=torch.full((batch, n, longest), cfg.pad_id, dtype=torch.long, device=device),
-        lengths=torch.zeros(batch, n, dtype=torch.long, device=device),
-        scores=torch.full((batch, n), NEG_INF, device=device),
-        attention=None,
-    )
+    result = _empty_result(batch, n, longest, cfg.pad_id, device)
 
     for step in range(longest + 1):
         examples = example_ids.numel()
-        log_probs, step_attention = stepper.step()  # (rows, vocab)
+        _, constrained, step_attention = constrained_step(stepper, step, row_limits, cfg)
         if step_attention is not None and alive_attention is None:
             alive_attention = step_attention.new_zeros(stepper.rows, 0, step_attention.size(-1))
-        constrained = apply_constraints(
-            log_probs,
-            step,
-            stepper.generated,
-            row_limits,
-            eos_id=cfg.eos_id,
-            never_generate=never,
-            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-        )
         vocab = constrained.size(1)
         candidates = (beam_scores.view(-1, 1) + constrained).view(examples, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # (examples, 2K) best first
@@ -196,6 +181,18 @@ def beam_search(
     return result
 
 
+def _empty_result(
+    batch: int, n: int, longest: int, pad_id: int, device: torch.device
+) -> SearchResult:
+    """n missing (-inf) hypotheses per example, filled in as examples finish."""
+    return SearchResult(
+        tokens=torch.full((batch, n, longest), pad_id, dtype=torch.long, device=device),
+        lengths=torch.zeros(batch, n, dtype=torch.long, device=device),
+        scores=torch.full((batch, n), NEG_INF, device=device),
+        attention=None,
+    )
+
+
 def _finish(
     finished: FinishedBeams,
     ends: Tensor,
@@ -212,7 +209,8 @@ def _finish(
     tokens = stepper.generated.index_select(0, flat).view(examples, width, step)
     attention = None
     if alive_attention is not None:
-        attention = alive_attention.index_select(0, flat).view(examples, width, step, -1)
+        src_len = alive_attention.size(-1)
+        attention = alive_attention.index_select(0, flat).view(examples, width, step, src_len)
     penalised = top_scores / length_penalty(step + 1, cfg.length_penalty)
     scores = torch.where(ends, penalised, NEG_INF)
     return finished.add(scores, tokens, step, attention, cfg.pad_id)

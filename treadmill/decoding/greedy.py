@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from treadmill.decoding.config import GenerationConfig
-from treadmill.decoding.logits import RowLimits, apply_constraints, sample_tokens
+from treadmill.decoding.logits import RowLimits, sample_tokens
 from treadmill.decoding.output import SearchResult
-from treadmill.decoding.stepper import ModelStepper
+from treadmill.decoding.stepper import ModelStepper, constrained_step
 
 
 @dataclass
@@ -57,38 +57,18 @@ def greedy_search(
     scores = torch.zeros(rows, dtype=torch.float32, device=device)
     attention: Tensor | None = None
     active = torch.arange(rows, device=device)
-    never = sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id})
 
     for step in range(longest + 1):
-        log_probs, step_attention = stepper.step()  # (active, vocab)
-        constrained = apply_constraints(
-            log_probs,
-            step,
-            stepper.generated,
-            limits,
-            eos_id=cfg.eos_id,
-            never_generate=never,
-            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-        )
-        if cfg.strategy == "sample":
-            assert generator is not None
-            tokens = sample_tokens(
-                constrained,
-                temperature=cfg.temperature,
-                top_k=cfg.top_k,
-                top_p=cfg.top_p,
-                generator=generator,
-            )
-        else:
-            tokens = constrained.argmax(dim=-1)
+        log_probs, constrained, step_attention = constrained_step(stepper, step, limits, cfg)
+        tokens = _choose(constrained, cfg, generator)  # (active,)
         scores[active] += log_probs.gather(1, tokens[:, None]).squeeze(1)
         ended = tokens == cfg.eos_id
+        if step_attention is not None and attention is None:
+            attention = step_attention.new_zeros(rows, longest, step_attention.size(-1))
         if step < longest:
             out[active, step] = tokens.masked_fill(ended, cfg.pad_id)
             lengths[active] += (~ended).long()
-            if step_attention is not None:
-                if attention is None:
-                    attention = step_attention.new_zeros(rows, longest, step_attention.size(-1))
+            if attention is not None and step_attention is not None:
                 attention[active, step] = step_attention
         yield GreedyStep(step, active, tokens)
 
@@ -113,4 +93,15 @@ def greedy_search(
         lengths=per_source(lengths),
         scores=per_source(scores),
         attention=per_source(attention) if attention is not None else None,
+    )
+
+
+def _choose(scores: Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> Tensor:
+    """Argmax, or a draw from the temperature/top-k/top-p filtered distribution, (rows,)."""
+    if cfg.strategy != "sample":
+        return scores.argmax(dim=-1)
+    if generator is None:
+        raise ValueError("strategy='sample' needs a torch.Generator (generate() makes one)")
+    return sample_tokens(
+        scores, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, generator=generator
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,7 @@ def prepare(
 
 
 def _encoder_decoder_inputs(
-    model: nn.Module,
+    model: Any,  # a Seq2SeqModel (typing.Protocol); nn.Module's __getattr__ hides `encode`
     src: TokenBatch | None,
     src_padding_mask: Tensor | None,
     prompt: TokenBatch | None,
@@ -177,9 +178,9 @@ def _prefix_lists(
 ) -> list[list[int]]:
     if prefix is None:
         return [[] for _ in range(batch)]
-    if all(isinstance(t, int) for t in prefix):
-        return [[int(t) for t in prefix] for _ in range(batch)]  # type: ignore[union-attr]
-    lists = [[int(t) for t in p] for p in prefix]  # type: ignore[union-attr]
+    if all(isinstance(t, int) for t in prefix):  # one flat list for every input
+        return [[int(t) for t in prefix if isinstance(t, int)] for _ in range(batch)]
+    lists = [[int(t) for t in p] for p in prefix if not isinstance(p, int)]
     if len(lists) != batch:
         raise ValueError(
             f"prefix has {len(lists)} entries for a batch of {batch}; give one per input"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,7 +42,7 @@ class GenerationOutput:
     sequences: Sequences
     tokens: Tensor
     scores: Tensor | None = None
-    attention: list | None = None
+    attention: list[Any] | None = None
 
 
 def build_output(
@@ -64,7 +65,7 @@ def build_output(
     ok = exists.tolist()
     sequences = [[rows[b][j][: lens[b][j]] for j in range(n) if ok[b][j]] for b in range(batch)]
 
-    attention = None
+    attention: list[Any] | None = None
     if return_attention and result.attention is not None:
         attention = []
         for b in range(batch):

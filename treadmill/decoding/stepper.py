@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from treadmill.decoding.config import GenerationConfig
+from treadmill.decoding.logits import RowLimits, apply_constraints
 from treadmill.models.protocol import map_tensors
 
 
@@ -34,7 +36,7 @@ class ModelStepper:
         use_cache: bool = True,
         return_attention: bool = False,
     ) -> None:
-        self.model = model
+        self.model: Any = model  # a protocol model; typed Any as nn.Module hides `decode`
         self.tokens = tokens  # (rows, T)
         self.gen_start = tokens.size(1)
         self.memory = memory
@@ -103,3 +105,20 @@ class ModelStepper:
         if n > 1:
             index = torch.arange(self.rows, device=self.tokens.device)
             self.select(index.repeat_interleave(n))
+
+
+def constrained_step(
+    stepper: ModelStepper, step: int, limits: RowLimits, cfg: GenerationConfig
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One model step: (model log-probs, constrained log-probs, attention), (rows, vocab) each."""
+    log_probs, attention = stepper.step()
+    constrained = apply_constraints(
+        log_probs,
+        step,
+        stepper.generated,
+        limits,
+        eos_id=cfg.eos_id,
+        never_generate=sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}),
+        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+    )
+    return log_probs, constrained, attention
