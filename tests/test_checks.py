@@ -175,3 +175,15 @@ def test_progress_bar_false_prints_only_epoch_summaries():
     assert stream.getvalue().count("\n") == 1 and stream.getvalue().startswith(
         "Epoch 1/1  loss 0.5000"
     )
+
+
+@pytest.mark.slow
+def test_seed001_example_trains_early_stops_checkpoints_and_translates(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "seed001_translation.py")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=3000)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Early stopping at epoch" in result.stdout
+    assert "Sequence Accuracy: 1.0000" in result.stdout
+    assert "Predicted: ['bonjour', 'monde']" in result.stdout
+    saved = {p.name for p in (tmp_path / "checkpoints" / "seq2seq").iterdir()}
+    assert {"last.pt", "best.safetensors", "best_model_001_NA.pt"} <= saved
