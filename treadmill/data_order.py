@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
 
-__all__ = ["seed_epoch", "epoch_iterator", "SkipBatchSampler"]
+__all__ = ["seed_epoch", "epoch_iterator", "SkipBatchSampler", "loader_settings"]
 
 
 def _epoch_generator(data_seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -53,10 +53,9 @@ class SkipBatchSampler(Sampler[list[int]]):
         return max(0, len(self.batch_sampler) - self.skip)  # type: ignore[arg-type]
 
 
-def _skipping_loader(loader: DataLoader, skip: int) -> DataLoader:
-    """A copy of the loader whose batch sampler starts after `skip` batches."""
-    kwargs: dict[str, Any] = {
-        "batch_sampler": SkipBatchSampler(loader.batch_sampler, skip),  # type: ignore[arg-type]
+def loader_settings(loader: DataLoader) -> dict[str, Any]:
+    """The DataLoader arguments other than how it batches, to rebuild it with another sampler."""
+    settings: dict[str, Any] = {
         "num_workers": loader.num_workers,
         "collate_fn": loader.collate_fn,
         "pin_memory": loader.pin_memory,
@@ -64,11 +63,17 @@ def _skipping_loader(loader: DataLoader, skip: int) -> DataLoader:
         "worker_init_fn": loader.worker_init_fn,
         "multiprocessing_context": loader.multiprocessing_context,
         "generator": loader.generator,
-        "persistent_workers": False,
+        "persistent_workers": loader.persistent_workers,
     }
     if loader.num_workers > 0:
-        kwargs["prefetch_factor"] = loader.prefetch_factor
-    return DataLoader(loader.dataset, **kwargs)
+        settings["prefetch_factor"] = loader.prefetch_factor
+    return settings
+
+
+def _skipping_loader(loader: DataLoader, skip: int) -> DataLoader:
+    """A copy of the loader whose batch sampler starts after `skip` batches."""
+    settings = {**loader_settings(loader), "persistent_workers": False}  # used for one partial epoch
+    return DataLoader(loader.dataset, batch_sampler=SkipBatchSampler(loader.batch_sampler, skip), **settings)  # type: ignore[arg-type]
 
 
 def epoch_iterator(loader: Iterable[Any], skip: int = 0) -> Iterator[Any]:

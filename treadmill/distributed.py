@@ -16,6 +16,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from treadmill.data_order import loader_settings
+
 __all__ = ["DistInfo", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "barrier"]
 
 
@@ -74,20 +76,8 @@ def shard_loader(loader: Any, info: DistInfo, seed: int) -> Any:
         seed=seed,
         drop_last=False,
     )
-    kwargs: dict[str, Any] = {
-        "batch_size": loader.batch_size,
-        "sampler": sampler,
-        "num_workers": loader.num_workers,
-        "collate_fn": loader.collate_fn,
-        "pin_memory": loader.pin_memory,
-        "drop_last": loader.drop_last,
-        "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn,
-        "persistent_workers": loader.persistent_workers,
-    }
-    if loader.num_workers > 0:
-        kwargs["prefetch_factor"] = loader.prefetch_factor
-    return DataLoader(loader.dataset, **kwargs)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
+                      **loader_settings(loader))
 
 
 def all_reduce_sum(value: Any, device: torch.device) -> torch.Tensor:
