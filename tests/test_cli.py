@@ -131,3 +131,19 @@ def test_generate_writes_the_attention_heatmap_and_plot_overlays_runs(tiny_run, 
     plotted = treadmill("plot", root / "run", root / "run", "--metrics", "loss,val_loss", "--out", curves)
     assert plotted.returncode == 0, plotted.stderr
     assert curves.stat().st_size > 5_000
+
+
+def test_overrides_may_follow_options():
+    from treadmill.cli import _parse
+
+    args = _parse(["train", "c.yaml", "model.d_model=8", "--run-dir", "out", "training.epochs=3"])
+    assert args.run_dir == "out" and args.overrides == ["model.d_model=8", "training.epochs=3"]
+    with pytest.raises(SystemExit):
+        _parse(["train", "c.yaml", "--run-dir", "out", "--no-such-flag"])
+
+
+def test_an_override_after_run_dir_is_checked_like_any_other(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY)
+    result = treadmill("train", config, "--run-dir", tmp_path / "run", "model.d_modle=8", cwd=tmp_path)
+    assert result.returncode == 2 and "Did you mean 'model.d_model'?" in result.stderr

@@ -116,12 +116,27 @@ def _plot(args: argparse.Namespace) -> int:
 COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "sweep": _sweep, "tasks": _tasks, "plot": _plot}
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed arguments; overrides may come after options (`train cfg.yaml --run-dir d a=b`)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at the first option; collect the dotted
+    # overrides that follow it so both orders mean the same run.
+    overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+    unknown = [item for item in extra if item not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if overrides:
+        args.overrides = list(args.overrides) + overrides
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from treadmill.checkpoint import CheckpointError
     from treadmill.config import ConfigError
 
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
