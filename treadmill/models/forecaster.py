@@ -8,6 +8,8 @@ from torch import Tensor, nn
 
 __all__ = ["Forecaster", "ForecasterConfig"]
 
+WINDOW_NORMS = ("none", "mean", "meanstd")
+
 
 @dataclass
 class ForecasterConfig:
@@ -19,6 +21,16 @@ class ForecasterConfig:
     hidden_dim: int = 64
     num_layers: int = 2
     dropout: float = 0.1
+    # "none": use the values as given. "mean": subtract each window's mean and add it back to
+    # the forecast. "meanstd": also divide by the window's std (reversible instance
+    # normalisation, Kim et al. 2022, "RevIN"). Level and scale that drift between the training
+    # years and the test years (a rising CO2 trend, stronger sunspot cycles) then stop being
+    # out-of-distribution inputs.
+    window_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.window_norm not in WINDOW_NORMS:
+            raise ValueError(f"window_norm must be one of {WINDOW_NORMS}, got {self.window_norm!r}.")
 
 
 class Forecaster(nn.Module):
@@ -58,8 +70,16 @@ class Forecaster(nn.Module):
     def forward(self, src: Tensor) -> Tensor:
         """(batch, context_len, n_features) past values -> (batch, horizon, n_features) forecasts."""
         batch = src.size(0)
+        norm = self.config.window_norm
+        if norm != "none":
+            level = src.mean(dim=1, keepdim=True)
+            scale = src.std(dim=1, keepdim=True).clamp_min(1e-3) if norm == "meanstd" else None
+            src = src - level if scale is None else (src - level) / scale
         _, hidden = self.gru(src)  # hidden: (num_layers, batch, hidden_dim)
         out = self.head(hidden[-1]) + self.skip(
             src.reshape(batch, -1)
         )  # (batch, horizon * n_features)
-        return out.view(batch, self.config.horizon, self.config.n_features)
+        out = out.view(batch, self.config.horizon, self.config.n_features)
+        if norm == "none":
+            return out
+        return out + level if scale is None else out * scale + level
