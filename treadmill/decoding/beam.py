@@ -166,14 +166,16 @@ def beam_search(
             _store(result, example_ids[done], finished.select(done), n)
         if bool(done.all()):
             break
-        if bool(done.any()):
+        dropped = bool(done.any())
+        if dropped:
             keep = ~done
             rows, tokens, beam_scores = rows[keep], tokens[keep], beam_scores[keep]
             finished, example_ids = finished.select(keep), example_ids[keep]
             limits = limits.select(keep.nonzero().squeeze(1))
             row_limits = limits.repeat_rows(k)
         flat_rows = rows.reshape(-1)
-        stepper.select(flat_rows)
+        # Beams move only within their example unless finished examples were dropped.
+        stepper.select(flat_rows, same_sources=not dropped)
         stepper.append(tokens.reshape(-1))
         if alive_attention is not None and step_attention is not None:
             new = step_attention.index_select(0, flat_rows)[:, None]  # (rows, 1, src_len)

@@ -86,17 +86,23 @@ class ModelStepper:
             real = torch.zeros_like(self.tgt_padding_mask[:, :1])
             self.tgt_padding_mask = torch.cat([self.tgt_padding_mask, real], dim=1)
 
-    def select(self, rows: Tensor) -> None:
-        """Keep / repeat / reorder rows: row i becomes old row rows[i] (memory and cache too)."""
+    def select(self, rows: Tensor, same_sources: bool = False) -> None:
+        """Keep / repeat / reorder rows: row i becomes old row rows[i] (memory and cache too).
+
+        `same_sources` promises that every row keeps its source (beam search reordering beams
+        within each example): memory, the source mask and cache entries under a "cross" key
+        depend on the source alone, so they are left as they are instead of copied.
+        """
 
         def pick(t: Tensor) -> Tensor:
             return t.index_select(0, rows)
 
         self.tokens = pick(self.tokens)
-        self.memory = map_tensors(pick, self.memory)
-        self.cache = map_tensors(pick, self.cache)
-        if self.src_padding_mask is not None:
-            self.src_padding_mask = pick(self.src_padding_mask)
+        self.cache = _select_cache(self.cache, pick, skip_cross=same_sources)
+        if not same_sources:
+            self.memory = map_tensors(pick, self.memory)
+            if self.src_padding_mask is not None:
+                self.src_padding_mask = pick(self.src_padding_mask)
         if self.tgt_padding_mask is not None:
             self.tgt_padding_mask = pick(self.tgt_padding_mask)
 
@@ -105,6 +111,17 @@ class ModelStepper:
         if n > 1:
             index = torch.arange(self.rows, device=self.tokens.device)
             self.select(index.repeat_interleave(n))
+
+
+def _select_cache(cache: Any, pick: Any, skip_cross: bool) -> Any:
+    """`pick` applied to every tensor of the cache; with `skip_cross`, "cross" entries stay."""
+    if not skip_cross:
+        return map_tensors(pick, cache)
+    if isinstance(cache, dict):
+        return type(cache)((k, v if k == "cross" else _select_cache(v, pick, True)) for k, v in cache.items())
+    if isinstance(cache, list):
+        return [_select_cache(v, pick, True) for v in cache]
+    return map_tensors(pick, cache)
 
 
 def constrained_step(
