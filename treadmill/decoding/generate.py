@@ -79,9 +79,11 @@ def run_to_end(search: Generator[Any, None, T]) -> T:
 def evaluating(model: nn.Module) -> Iterator[None]:
     """Eval mode and torch.inference_mode inside the block; the previous train/eval mode after."""
     was_training = model.training
-    model.eval()
+    if was_training:  # train()/eval() walk every submodule: skip it when already in eval mode
+        model.eval()
     try:
         with torch.inference_mode():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()

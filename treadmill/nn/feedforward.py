@@ -45,4 +45,6 @@ class FeedForward(nn.Module):
         else:
             gate, up = h.chunk(2, dim=-1)  # each (..., d_ff)
             h = F.silu(gate) * up
-        return self.w2(self.dropout(h))
+        if self.training and self.dropout.p > 0:
+            h = self.dropout(h)
+        return self.w2(h)
