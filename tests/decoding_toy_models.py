@@ -253,3 +253,42 @@ class EosBiased(nn.Module):
             base = logits[..., self.eos_id]
         logits[..., self.eos_id] = base + self.bias + self.slope * position
         return (logits, *out[1:])
+
+
+class ConfidentSeq2Seq(nn.Module):
+    """Always sure of one answer, `length` copies of token A then EOS; any detour ends at once.
+
+    On the right path A has probability ~0.83; off it (any token but A so far), EOS has ~0.999.
+    Junk beams therefore finish one step after they branch off, before the answer does.
+    """
+
+    is_encoder_decoder = True
+
+    def __init__(self, vocab_size: int = 8, length: int = 4, token_a: int = 4) -> None:
+        super().__init__()
+        self.vocab_size, self.length, self.token_a = vocab_size, length, token_a
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> dict[str, Tensor]:
+        """No memory to speak of: one zero row per source."""
+        return {"outputs": torch.zeros(src.size(0), 1)}
+
+    def decode(self, tgt_prefix: Tensor, memory: Any, src_padding_mask: Tensor | None = None,
+               cache: Any = None, **kwargs: Any) -> tuple[Tensor, Any]:
+        """Logits (B, T - k, V) for the new positions of the prefix (BOS first)."""
+        past = 0 if cache is None else int(cache["length"][0])  # batch-first, like any cache
+        rows, total = tgt_prefix.shape
+        out = torch.zeros(rows, total - past, self.vocab_size)
+        for pos in range(past, total):
+            generated = tgt_prefix[:, 1 : pos + 1]
+            on_path = (generated == self.token_a).all(dim=1)
+            logits = torch.full((rows, self.vocab_size), 0.0)
+            logits[:, :4] = float("-inf")  # PAD, UNK, BOS, EOS are set below
+            logits[:, EOS_ID] = 0.0
+            done = generated.size(1) >= self.length
+            a_logit = torch.where(on_path & ~torch.tensor(done), 3.0, 0.0)
+            eos_logit = torch.where(on_path, 6.0 if done else 0.0, 8.0)
+            logits[:, self.token_a] = a_logit
+            logits[:, EOS_ID] = eos_logit
+            out[:, pos - past] = logits
+        return out, {"length": torch.full((rows,), total)}

@@ -147,3 +147,21 @@ def test_an_override_after_run_dir_is_checked_like_any_other(tmp_path):
     config.write_text(TINY)
     result = treadmill("train", config, "--run-dir", tmp_path / "run", "model.d_modle=8", cwd=tmp_path)
     assert result.returncode == 2 and "Did you mean 'model.d_model'?" in result.stderr
+
+
+def test_generate_strategy_override_drops_the_runs_other_strategy_settings(tiny_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    root, _, _ = tiny_run
+    run = tmp_path / "beam_run"
+    shutil.copytree(root / "run", run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["evaluation"]["generation"] = {"strategy": "beam", "beam_size": 3}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    greedy = treadmill("generate", run, "a b", "--set", "strategy=greedy")
+    assert greedy.returncode == 0, greedy.stderr
+    beam = treadmill("generate", run, "a b")
+    assert beam.returncode == 0, beam.stderr
+    assert len(greedy.stdout.strip().splitlines()) == len(beam.stdout.strip().splitlines()) == 1

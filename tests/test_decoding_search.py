@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from decoding_toy_models import (
+    ConfidentSeq2Seq,
     EosBiased,
     TableSeq2Seq,
     ToyLM,
@@ -318,3 +319,14 @@ def test_decoder_only_outputs_exclude_the_prompt_and_lists_are_padded_for_you() 
         targets = [*seq, EOS_ID]
         expected = sum(float(logits[len(prompt) - 1 + t, tok]) for t, tok in enumerate(targets))
         assert math.isclose(float(score), expected, abs_tol=1e-4)
+
+
+def test_default_beam_stop_keeps_the_answer_that_junk_beams_outrun() -> None:
+    model = ConfidentSeq2Seq(length=4)
+    src = torch.tensor([[5, 6]])
+    exact = generate(model, src, strategy="beam", beam_size=3, max_len=8)
+    assert exact.sequences[0] == [model.token_a] * 4
+    assert generate(model, src, strategy="greedy", max_len=8).sequences[0] == [model.token_a] * 4
+    # fairseq's rule stops at beam_size finished: three junk hypotheses end before the answer.
+    fairseq_rule = generate(model, src, strategy="beam", beam_size=3, max_len=8, early_stopping=True)
+    assert fairseq_rule.sequences[0] != [model.token_a] * 4

@@ -16,13 +16,17 @@ __all__ = ["generate_lines"]
 def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attention_png: str | None = None) -> list[str]:
     """One decoded output per input text."""
     from treadmill.decoding import GenerationConfig, generate
+    from treadmill.decoding.config import strategy_only_fields
     from treadmill.runner import load_run
 
     config, task, model = load_run(run_dir)
     if task.kind != "seq2seq":
         raise RunConfigError(f"`treadmill generate` decodes text; task {task.name!r} is a {task.kind} task.")
     options: dict[str, Any] = {**config["seq2seq"].get("generation", {}), **config["evaluation"]["generation"]}
-    options.update(parse_overrides(settings))
+    overrides = parse_overrides(settings)
+    if "strategy" in overrides:  # the run's settings for another strategy do not carry over
+        options = {k: v for k, v in options.items() if k not in strategy_only_fields(exclude=overrides["strategy"])}
+    options.update(overrides)
     if attention_png:
         options["return_attention"] = True
     try:

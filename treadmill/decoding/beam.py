@@ -15,9 +15,12 @@ Pseudo-code, for every active example at once (K = beam_size, rows = examples x 
 
 `|Y|` counts the scored tokens (output + EOS) and lp(|Y|) = ((5 + |Y|) / 6) ** alpha (GNMT).
 A beam reaching its max length is closed with EOS (scored by the model), so finishing is never
-a truncation. `early_stopping=True` stops an example once K hypotheses finished (fairseq);
-`False` keeps going while a live beam could still beat the worst finished one, using the exact
-bound (with alpha > 0 the best a live beam can reach is its score / lp(max length)).
+a truncation. By default (`early_stopping=False`) an example stops once no live beam can beat
+the n-th best finished hypothesis (n = num_return_sequences), using the exact bound (with
+alpha > 0 the best a live beam can reach is its score / lp(max length)): the n returned are the
+best the beam can reach. `early_stopping=True` is fairseq's rule, stop once K hypotheses
+finished, whatever their scores: cheaper, but with a confident model the K - 1 junk beams end
+early and fill the K slots before the right, longer hypothesis ends.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def beam_search(
         beam_scores = top_scores.gather(1, keep_order)  # (examples, K)
         rows = source_rows.gather(1, keep_order)
         tokens = tokens.gather(1, keep_order)
-        done = _is_done(finished, beam_scores, step, limits.max_lengths, cfg)
+        done = _is_done(finished, beam_scores, step, limits.max_lengths, cfg, n)
         yield BeamStep(step, stepper.generated, rows, tokens, beam_scores, finished, done)
 
         if bool(done.any()):
@@ -224,13 +227,13 @@ def _is_done(
     step: int,
     max_lengths: Tensor,
     cfg: GenerationConfig,
+    n: int,
 ) -> Tensor:
-    """Per example: True when no live beam can still enter the K best finished hypotheses."""
+    """Per example: True when no live beam can still change the n best finished hypotheses."""
     no_beam_alive = ~torch.isfinite(beam_scores).any(dim=1)
-    worst_finished = finished.scores[:, -1]  # -inf while fewer than K finished
-    full = torch.isfinite(worst_finished)
-    if cfg.early_stopping:
-        return no_beam_alive | full
+    if cfg.early_stopping:  # fairseq's rule: K finished, whatever their scores
+        return no_beam_alive | torch.isfinite(finished.scores[:, -1])
+    nth_best = finished.scores[:, n - 1]  # -inf while fewer than n finished
     best_alive = beam_scores.max(dim=1).values  # raw log-prob, only decreases from here
     alpha = cfg.length_penalty
     if alpha > 0:  # longer is better for a fixed raw score: the cap is the best case
@@ -239,7 +242,7 @@ def _is_done(
         bound = best_alive / length_penalty(step + 2, alpha)
     else:
         bound = best_alive
-    return no_beam_alive | (full & (bound <= worst_finished))
+    return no_beam_alive | (torch.isfinite(nth_best) & (bound <= nth_best))
 
 
 def _store(result: SearchResult, ids: Tensor, finished: FinishedBeams, n: int) -> None:

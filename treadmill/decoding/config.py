@@ -22,6 +22,11 @@ _STRATEGY_ONLY_FIELDS = {
 }
 
 
+def strategy_only_fields(exclude: str | None = None) -> set[str]:
+    """Fields read by one strategy only, except those of `exclude`."""
+    return {field for name, fields in _STRATEGY_ONLY_FIELDS.items() if name != exclude for field in fields}
+
+
 @dataclass
 class GenerationConfig:
     """Decoding settings for `generate()` / `stream()`; validated at construction.
@@ -44,7 +49,7 @@ class GenerationConfig:
     # beam search
     beam_size: int = 5
     length_penalty: float = 1.0  # GNMT alpha: score / ((5 + |Y|) / 6) ** alpha, |Y| includes EOS
-    early_stopping: bool = True  # True: stop at beam_size finished; False: exact bound (slower)
+    early_stopping: bool = False  # False: exact stop for the n returned; True: at beam_size finished
     num_return_sequences: int = 1
     # sampling
     temperature: float = 1.0
