@@ -1,19 +1,34 @@
-"""Trainer overhead: the same models trained by a hand-written PyTorch loop and by `Trainer`.
+"""Trainer overhead: the same models trained by a hand-written loop, by `Trainer` and by Lightning.
 
-Runs alternate (hand, trainer, hand, trainer, ...) in one process so machine noise hits both
-alike; the reported figure is the ratio of median epoch times, Trainer / hand loop (target <= 1.03).
+Each contender trains the same model (reset to the same weights), on the same DataLoader, with
+the same loss and AdamW(lr 1e-3, weight decay 0) for one epoch; progress bars, logging and
+checkpointing are off in all three, so what differs is the framework's own per-step work. Lightning
+wraps the model in a LightningModule (training_step returns the loss; configure_optimizers the same
+AdamW) and runs `lightning.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)`. Only the
+`fit` call is timed for both frameworks (building the trainer object is not).
 
-    python bench/trainer_overhead.py            # full run
-    python bench/trainer_overhead.py --quick    # a smoke run
+Runs alternate within each round (hand, Treadmill, Lightning, then the reverse order in the next
+round) in one process so machine noise hits all alike; the reported figures are medians of the
+per-round ratios to the hand loop: Treadmill / hand (target <= 1.03) and Lightning / hand, and
+whether Treadmill is below Lightning. Lightning is optional (`pip install -e .[bench]`); without
+it the third column is skipped.
+
+    .venv/bin/python bench/trainer_overhead.py --threads 1   # full run, ~3-4 minutes on 1 core
+    .venv/bin/python bench/trainer_overhead.py --quick       # a smoke run, ~15 s
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
+import warnings
+from collections.abc import Callable
 
 import torch
+from peers import print_machine, verdict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -70,33 +85,111 @@ def trainer_loop(model: nn.Module, loader: DataLoader, loss_fn: nn.Module) -> fl
     return time.perf_counter() - start
 
 
-def measure(name: str, make_case, n: int, rounds: int) -> float:
-    """Interleaved rounds; prints and returns the median ratio Trainer / hand loop."""
+def lightning_loop(model: nn.Module, loader: DataLoader, loss_fn: nn.Module) -> float:
+    """One epoch through lightning.Trainer.fit with progress, logging and checkpoints off; seconds."""
+    import lightning as L
+
+    class Wrapped(L.LightningModule):
+        """The same model, loss and optimizer as a LightningModule."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return loss_fn(self.model(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.0)
+
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    module = Wrapped()
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader)
+    return time.perf_counter() - start
+
+
+def lightning_available() -> bool:
+    """Whether the optional `lightning` package imports; quiets its info lines and hints if so."""
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        return False
+    # Lightning prints device summaries and a "few workers" hint per fit: not part of the table.
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # a torch deprecation inside Lightning
+    return True
+
+
+Case = tuple[nn.Module, DataLoader, nn.Module]
+Loop = Callable[[nn.Module, DataLoader, nn.Module], float]
+
+
+def measure(
+    name: str, make_case: Callable[[int], Case], n: int, rounds: int, contenders: dict[str, Loop]
+) -> dict[str, float]:
+    """Interleaved rounds; prints and returns the median per-round ratio of each contender to hand."""
     torch.manual_seed(0)
     model, loader, loss_fn = make_case(n)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    hand_loop(model, loader, loss_fn)  # warm-up (allocator, kernels)
-    hand, ours = [], []
-    for _ in range(rounds):
+    for run in contenders.values():  # warm-up (allocator, kernels, lazy imports), untimed
         model.load_state_dict(state)
-        hand.append(hand_loop(model, loader, loss_fn))
-        model.load_state_dict(state)
-        ours.append(trainer_loop(model, loader, loss_fn))
-    ratio = statistics.median(o / h for o, h in zip(ours, hand, strict=True))
-    print(f"{name:12s} hand {statistics.median(hand):7.3f}s  trainer {statistics.median(ours):7.3f}s  ratio {ratio:.3f}")
-    return ratio
+        run(model, loader, loss_fn)
+    seconds: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders)
+    for r in range(rounds):
+        # Reversed order every other round: no contender always runs right after another.
+        for key in order if r % 2 == 0 else reversed(order):
+            model.load_state_dict(state)
+            seconds[key].append(contenders[key](model, loader, loss_fn))
+    ratios = {
+        k: statistics.median(o / h for o, h in zip(seconds[k], seconds["hand"], strict=True))
+        for k in contenders
+        if k != "hand"
+    }
+    times = "  ".join(f"{k} {statistics.median(v):7.3f}s" for k, v in seconds.items())
+    shown = "  ".join(f"{k}/hand {r:.3f}" for k, r in ratios.items())
+    print(f"{name:12s} {times}  {shown}")
+    return ratios
 
 
 def main() -> None:
+    """Parse options, time every case, print the ratios and which targets are met."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few samples and rounds (smoke test)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n, rounds = (512, 2) if args.quick else (8192, 7)
-    print(f"torch {torch.__version__}, {args.threads} threads, {rounds} interleaved rounds (median of per-round ratios)")
-    measure("mlp", mlp_case, n, rounds)
-    measure("transformer", transformer_case, n // 4, rounds)
+    contenders = {"hand": hand_loop, "treadmill": trainer_loop}
+    if lightning_available():
+        contenders["lightning"] = lightning_loop
+    print_machine()
+    print(f"{rounds} interleaved rounds (median of per-round ratios to the hand loop)")
+    if "lightning" not in contenders:
+        print("lightning is not installed (pip install -e .[bench]): its column is skipped")
+    results = {
+        "mlp": measure("mlp", mlp_case, n, rounds, contenders),
+        "transformer": measure("transformer", transformer_case, n // 4, rounds, contenders),
+    }
+    for case, ratios in results.items():
+        verdict(f"{case} Treadmill/hand", ratios["treadmill"], 1.03, higher_is_better=False)
+        if "lightning" in ratios:
+            below = ratios["treadmill"] < ratios["lightning"]
+            print(
+                f"{case}: Treadmill {'below' if below else 'NOT below'} Lightning "
+                f"({ratios['treadmill']:.3f} vs {ratios['lightning']:.3f} of the hand loop)"
+            )
 
 
 if __name__ == "__main__":
