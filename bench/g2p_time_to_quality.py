@@ -132,6 +132,17 @@ class QualityClock:
             self.check(step)
 
 
+
+def quality_clock(task: Any, decode: Any, args: argparse.Namespace, result: Result) -> QualityClock:
+    """The clock both runs use: validation WER every `eval_every_min`, stop at the target."""
+    return QualityClock(
+        lambda: evaluate_split(task, "valid", decode, args.eval_batch_size),
+        args.target_wer,
+        60 * args.eval_every_min,
+        60 * args.max_minutes,
+        result,
+    )
+
 def encoded_references(task: Task, split: str) -> list[list[list[int]]]:
     """Every acceptable pronunciation of each example of `split`, as target token ids."""
     encode = task.tgt_tokenizer.encode
@@ -225,13 +236,7 @@ def run_treadmill(args: argparse.Namespace, task: Task) -> Result:
     model = build_run_model(config, task)
     result = Result("treadmill", count_parameters(model))
     decode = ours_decoder(model, args.max_len)
-    clock = QualityClock(
-        lambda: evaluate_split(task, "valid", decode, args.eval_batch_size),
-        args.target_wer,
-        60 * args.eval_every_min,
-        60 * args.max_minutes,
-        result,
-    )
+    clock = quality_clock(task, decode, args, result)
 
     class Clock(Callback):
         """Drives the QualityClock from Treadmill's hooks."""
@@ -295,13 +300,7 @@ def run_hf(args: argparse.Namespace, task: Task) -> Result:
     model = build_bart(sizes, attention_dropout=0.0, activation_dropout=0.0)
     result = Result("hf-bart", count_parameters(model))
     decode = hf_decoder(model, args.max_len)
-    clock = QualityClock(
-        lambda: evaluate_split(task, "valid", decode, args.eval_batch_size),
-        args.target_wer,
-        60 * args.eval_every_min,
-        60 * args.max_minutes,
-        result,
-    )
+    clock = quality_clock(task, decode, args, result)
 
     class Clock(TrainerCallback):
         """Drives the QualityClock from the HF Trainer's hooks."""
