@@ -7,9 +7,9 @@ and the test WER of the model at that moment (the test split is decoded once, at
 
 * Treadmill: the run built by treadmill.runner (build_task, build_run_model, make_trainer), i.e.
   a Seq2SeqTrainer and a pre-norm TransformerSeq2Seq with the sizes and optimisation of
-  examples/g2p_full.yaml (d_model 192, 4 heads, 3+3 layers, d_ff 768, dropout 0.15, AdamW lr
-  1.5e-3, betas (0.9, 0.98), weight decay 0.01 off norms and biases, warm-up 1000 steps then cosine
-  to 0 over --epochs, gradient clipping 1.0, label smoothing 0.1).
+  examples/g2p_full.yaml (sizes, dropout, epochs, learning rate and warm-up are read from that
+  file; AdamW with betas (0.9, 0.98), weight decay 0.01 off norms and biases, cosine to 0 after
+  the warm-up, gradient clipping 1.0, label smoothing 0.1).
 * HF: transformers' Seq2SeqTrainer with a BartForConditionalGeneration of the same sizes (BART is
   post-norm with learned positions and one shared embedding; the printed parameter counts show
   the difference) and the same optimisation through Seq2SeqTrainingArguments. BART's attention
@@ -360,6 +360,24 @@ def print_results(results: list[Result], target: float) -> None:
         verdict("time-to-target HF/ours (ours faster)", hf.reached_s / ours.reached_s, 1.0, True)
 
 
+RECIPE = Path(__file__).resolve().parent.parent / "examples" / "g2p_full.yaml"
+
+
+def recipe_defaults(path: Path = RECIPE) -> dict[str, Any]:
+    """The argument defaults that examples/g2p_full.yaml fixes (sizes, dropout, schedule)."""
+    from omegaconf import OmegaConf
+
+    recipe = OmegaConf.to_container(OmegaConf.load(path))
+    model, training = recipe["model"], recipe["training"]
+    if model["n_encoder_layers"] != model["n_decoder_layers"]:
+        raise ValueError(f"{path}: this benchmark needs as many encoder as decoder layers")
+    return {
+        "d_model": model["d_model"], "heads": model["n_heads"], "layers": model["n_encoder_layers"],
+        "d_ff": model["d_ff"], "dropout": model["dropout"], "epochs": training["epochs"],
+        "lr": training["optimizer"]["lr"], "warmup": training["scheduler"]["params"]["warmup_steps"],
+    }  # fmt: skip
+
+
 def main() -> None:
     """Parse options, run both frameworks in turn, print the table."""
     parser = argparse.ArgumentParser(
@@ -381,20 +399,19 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=("treadmill", "hf"), help="run one framework")
     parser.add_argument("--max-words", type=int, default=None, help="subsample the dictionary")
-    parser.add_argument(
-        "--epochs", type=int, default=22, help="schedule length (as examples/g2p_full.yaml)"
-    )
+    parser.add_argument("--epochs", type=int, help="schedule length")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-batch-size", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--d-model", type=int, default=192)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--d-ff", type=int, default=768)
-    parser.add_argument("--dropout", type=float, default=0.15)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--d-model", type=int)
+    parser.add_argument("--heads", type=int)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--d-ff", type=int)
+    parser.add_argument("--dropout", type=float)
     parser.add_argument("--max-len", type=int, default=32, help="cap on decoded phonemes")
+    parser.set_defaults(**recipe_defaults())
     args = parser.parse_args()
     if args.quick:
         args.max_words, args.max_steps, args.warmup, args.epochs = 400, 6, 2, 1
