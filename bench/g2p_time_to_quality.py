@@ -132,8 +132,12 @@ class QualityClock:
             self.check(step)
 
 
-
-def quality_clock(task: Any, decode: Any, args: argparse.Namespace, result: Result) -> QualityClock:
+def quality_clock(
+    task: Task,
+    decode: Callable[[Tensor, Tensor], list[list[int]]],
+    args: argparse.Namespace,
+    result: Result,
+) -> QualityClock:
     """The clock both runs use: validation WER every `eval_every_min`, stop at the target."""
     return QualityClock(
         lambda: evaluate_split(task, "valid", decode, args.eval_batch_size),
@@ -142,6 +146,7 @@ def quality_clock(task: Any, decode: Any, args: argparse.Namespace, result: Resu
         60 * args.max_minutes,
         result,
     )
+
 
 def encoded_references(task: Task, split: str) -> list[list[list[int]]]:
     """Every acceptable pronunciation of each example of `split`, as target token ids."""
