@@ -8,8 +8,8 @@ and the test WER of the model at that moment (the test split is decoded once, at
 * Treadmill: the run built by treadmill.runner (build_task, build_run_model, make_trainer), i.e.
   a Seq2SeqTrainer and a pre-norm TransformerSeq2Seq with the sizes and optimisation of
   examples/g2p_full.yaml (sizes, dropout, epochs, learning rate and warm-up are read from that
-  file; AdamW with betas (0.9, 0.98), weight decay 0.01 off norms and biases, cosine to 0 after
-  the warm-up, gradient clipping 1.0, label smoothing 0.1).
+  file, as are AdamW's betas and weight decay (off norms and biases), gradient clipping and
+  label smoothing; cosine to 0 after the warm-up).
 * HF: transformers' Seq2SeqTrainer with a BartForConditionalGeneration of the same sizes (BART is
   post-norm with learned positions and one shared embedding; the printed parameter counts show
   the difference) and the same optimisation through Seq2SeqTrainingArguments. BART's attention
@@ -229,12 +229,12 @@ def run_treadmill(args: argparse.Namespace, task: Task) -> Result:
         "data": {"batch_size": args.batch_size, "max_tokens": None},
         "training": {
             "epochs": args.epochs, "max_steps": args.max_steps, "progress_bar": False,
-            "checkpoint_dir": None, "log_frequency": 10**9, "max_grad_norm": 1.0,
-            "optimizer": {"optimizer_class": "AdamW", "lr": args.lr, "weight_decay": 0.01,
-                          "params": {"betas": [0.9, 0.98]}, "no_decay_norm_and_bias": True},
+            "checkpoint_dir": None, "log_frequency": 10**9, "max_grad_norm": args.max_grad_norm,
+            "optimizer": {"optimizer_class": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
+                          "params": {"betas": args.betas}, "no_decay_norm_and_bias": True},
             "scheduler": {"scheduler_class": "warmup_cosine", "params": {"warmup_steps": args.warmup}},
         },
-        "seq2seq": {"label_smoothing": 0.1, "val_decode_batches": 0},
+        "seq2seq": {"label_smoothing": args.label_smoothing, "val_decode_batches": 0},
         "seed": 0,
     })  # fmt: skip
     torch.manual_seed(0)
@@ -322,9 +322,9 @@ def run_hf(args: argparse.Namespace, task: Task) -> Result:
         training_args = Seq2SeqTrainingArguments(
             output_dir=out_dir, per_device_train_batch_size=args.batch_size,
             num_train_epochs=args.epochs, max_steps=args.max_steps or -1,
-            learning_rate=args.lr, weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.98,
-            lr_scheduler_type="cosine", warmup_steps=args.warmup, max_grad_norm=1.0,
-            label_smoothing_factor=0.1, seed=0, use_cpu=not torch.cuda.is_available(),
+            learning_rate=args.lr, weight_decay=args.weight_decay, adam_beta1=args.betas[0],
+            adam_beta2=args.betas[1], lr_scheduler_type="cosine", warmup_steps=args.warmup,
+            max_grad_norm=args.max_grad_norm, label_smoothing_factor=args.label_smoothing, seed=0, use_cpu=not torch.cuda.is_available(),
             eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",
             disable_tqdm=True, dataloader_pin_memory=False, remove_unused_columns=False,
         )  # fmt: skip
@@ -369,17 +369,21 @@ RECIPE = Path(__file__).resolve().parent.parent / "examples" / "g2p_full.yaml"
 
 
 def recipe_defaults(path: Path = RECIPE) -> dict[str, Any]:
-    """The argument defaults that examples/g2p_full.yaml fixes (sizes, dropout, schedule)."""
+    """The settings examples/g2p_full.yaml fixes: sizes, dropout, schedule and optimisation."""
     from omegaconf import OmegaConf
 
     recipe = OmegaConf.to_container(OmegaConf.load(path))
     model, training = recipe["model"], recipe["training"]
+    optimizer = training["optimizer"]
     if model["n_encoder_layers"] != model["n_decoder_layers"]:
         raise ValueError(f"{path}: this benchmark needs as many encoder as decoder layers")
     return {
         "d_model": model["d_model"], "heads": model["n_heads"], "layers": model["n_encoder_layers"],
         "d_ff": model["d_ff"], "dropout": model["dropout"], "epochs": training["epochs"],
-        "lr": training["optimizer"]["lr"], "warmup": training["scheduler"]["params"]["warmup_steps"],
+        "lr": optimizer["lr"], "warmup": training["scheduler"]["params"]["warmup_steps"],
+        "weight_decay": optimizer["weight_decay"], "betas": optimizer["params"]["betas"],
+        "max_grad_norm": training["max_grad_norm"],
+        "label_smoothing": recipe["seq2seq"]["label_smoothing"],
     }  # fmt: skip
 
 
