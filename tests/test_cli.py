@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -165,3 +166,37 @@ def test_generate_strategy_override_drops_the_runs_other_strategy_settings(tiny_
     beam = treadmill("generate", run, "a b")
     assert beam.returncode == 0, beam.stderr
     assert len(greedy.stdout.strip().splitlines()) == len(beam.stdout.strip().splitlines()) == 1
+
+
+def _last_json(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_eval_ensemble_of_a_run_with_itself_scores_like_the_run_and_keeps_its_predictions(tiny_run, tmp_path):
+    root, _, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    alone = _last_json(treadmill("eval", run, "--split", "test"))
+    (run / "predictions.tsv").write_text("the run's own predictions\n")
+    together = _last_json(treadmill("eval", run, "--split", "test", "--ensemble", run))
+    assert together["exact_match"] == alone["exact_match"]
+    assert together["loss"] == pytest.approx(alone["loss"], rel=1e-4)
+    assert (run / "predictions.tsv").read_text() == "the run's own predictions\n"
+
+
+def test_eval_ensemble_refuses_runs_of_another_task_or_tokenizer(tiny_run, tmp_path):
+    root, _, _ = tiny_run
+    other_task = tmp_path / "other_task"
+    shutil.copytree(root / "run", other_task)
+    config = other_task / "config.yaml"
+    config.write_text(config.read_text().replace("n_train: 300", "n_train: 301"))
+    result = treadmill("eval", root / "run", "--ensemble", other_task)
+    assert result.returncode == 2 and "trained on different tasks" in result.stderr
+    other_vocab = tmp_path / "other_vocab"
+    shutil.copytree(root / "run", other_vocab)
+    vocab = other_vocab / "tokenizers" / "tgt.json"
+    vocab.write_text(vocab.read_text().replace('"a1"', '"b1"'))
+    result = treadmill("eval", root / "run", "--ensemble", other_vocab)
+    assert result.returncode == 2 and "saved tokenizers" in result.stderr and str(other_vocab) in result.stderr
+    assert "Traceback" not in result.stderr

@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides, e.g. evaluation.generation.beam_size=5")
     evaluate.add_argument("--split", default="test")
+    evaluate.add_argument(
+        "--ensemble", action="append", default=[], metavar="OTHER_RUN_DIR",
+        help="decode with this run's model too, averaging probabilities (repeatable; same task and tokenizers)",
+    )
 
     generate = commands.add_parser("generate", help="decode inputs with a trained run (one output per input)")
     generate.add_argument("run_dir")
@@ -71,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from treadmill.runner import eval_run
 
-    metrics = eval_run(Path(args.run_dir), args.split, args.overrides)
+    metrics = eval_run(Path(args.run_dir), args.split, args.overrides, [Path(other) for other in args.ensemble])
     print(json.dumps(metrics, default=float))
     return 0
 

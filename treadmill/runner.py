@@ -220,8 +220,9 @@ def _load_best(trainer: Any, checkpoint_dir: Path) -> None:
         load_model_weights(trainer.model, load_checkpoint(best)["model"], source=str(best))
 
 
-def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Metrics of the configured evaluation splits; predictions.tsv and samples for seq2seq."""
+def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path,
+                    write_predictions: bool = True) -> dict[str, Any]:
+    """Metrics of the configured evaluation splits; predictions.tsv (test) and samples for seq2seq."""
     results: dict[str, Any] = {}
     for split in config["evaluation"]["splits"]:
         if split not in loaders:
@@ -230,7 +231,7 @@ def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: di
             results[split] = evaluate_forecast(trainer, task, loaders[split])
         else:
             metrics = trainer.evaluate(loaders[split], decode=False)  # teacher-forced view
-            metrics.update(decode_split(config, task, trainer, split, loaders[split], run_dir / "predictions.tsv" if split == "test" else None))
+            metrics.update(decode_split(config, task, trainer, split, loaders[split], run_dir / "predictions.tsv" if split == "test" and write_predictions else None))
             results[split] = metrics
         print(f"{split}: " + json.dumps({k: round(v, 4) for k, v in results[split].items() if isinstance(v, float)}), flush=True)
     return results
@@ -323,9 +324,49 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[st
     return config, task, model
 
 
-def eval_run(run_dir: Path, split: str, overrides: list[str]) -> dict[str, Any]:
-    """Metrics of a trained run on one split."""
+def _run_identity(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """What must agree between ensembled runs: the task and both tokenizers."""
+    tokenizers = {
+        name: json.loads(path.read_text()) if (path := run_dir / "tokenizers" / f"{name}.json").is_file() else None
+        for name in ("src", "tgt")
+    }
+    return {"task": config["task"], "tokenizers": tokenizers}
+
+
+def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
+    """(config and task of run_dir, a Seq2SeqEnsemble of its model and those of the other runs)."""
+    from treadmill.models.ensemble import Seq2SeqEnsemble
+
     config, task, model = load_run(run_dir, overrides)
+    identity = _run_identity(run_dir, config)
+    members = [model]
+    for other in others:
+        other_config, _, other_model = load_run(other, overrides)
+        other_identity = _run_identity(other, other_config)
+        if other_identity["task"] != identity["task"]:
+            raise RunConfigError(
+                f"Cannot ensemble '{other}' with '{run_dir}': they were trained on different tasks "
+                f"({other_identity['task']} vs {identity['task']}). Ensembled runs need the same task and tokenizers."
+            )
+        if other_identity["tokenizers"] != identity["tokenizers"]:
+            raise RunConfigError(
+                f"Cannot ensemble '{other}' with '{run_dir}': their saved tokenizers (tokenizers/src.json and "
+                "tgt.json) differ, so the same token id would mean different things. Ensembled runs need the same "
+                "task and tokenizers."
+            )
+        members.append(other_model)
+    try:
+        return config, task, Seq2SeqEnsemble(members)
+    except ValueError as err:
+        raise RunConfigError(f"Cannot ensemble these runs: {err}") from err
+
+
+def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Path] | None = None) -> dict[str, Any]:
+    """Metrics of a trained run on one split, or of an ensemble of it with other runs."""
+    if ensemble:
+        config, task, model = load_ensemble(run_dir, ensemble, overrides)
+    else:
+        config, task, model = load_run(run_dir, overrides)
     if split not in task.splits:
         raise RunConfigError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}.")
     config["evaluation"]["splits"] = [split]
@@ -333,4 +374,5 @@ def eval_run(run_dir: Path, split: str, overrides: list[str]) -> dict[str, Any]:
     loaders = {split: task.loader(split, batch_size=config["data"]["eval_batch_size"], shuffle=False)}
     training = {**config["training"], "checkpoint_dir": None, "progress_bar": False}
     trainer = make_trainer({**config, "training": training}, task, model, {"train": loaders[split], **loaders}, run_dir)
-    return evaluate_splits(config, task, trainer, loaders, run_dir)[split]
+    # An ensemble's predictions are not the run's own: they must not replace its predictions.tsv.
+    return evaluate_splits(config, task, trainer, loaders, run_dir, write_predictions=not ensemble)[split]

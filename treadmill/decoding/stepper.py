@@ -121,6 +121,9 @@ def _select_cache(cache: Any, pick: Any, skip_cross: bool) -> Any:
         return type(cache)((k, v if k == "cross" else _select_cache(v, pick, True)) for k, v in cache.items())
     if isinstance(cache, list):
         return [_select_cache(v, pick, True) for v in cache]
+    # A plain tuple (an ensemble's member caches) is walked like a list; namedtuples are leaves.
+    if isinstance(cache, tuple) and not hasattr(cache, "_fields"):
+        return tuple(_select_cache(v, pick, True) for v in cache)
     return map_tensors(pick, cache)
 
 

@@ -1,5 +1,6 @@
-"""Sequence models that implement the decoding protocol: TransformerSeq2Seq, RNNSeq2Seq, GPT."""
+"""Sequence models that implement the decoding protocol: TransformerSeq2Seq, RNNSeq2Seq, GPT, ensembles."""
 
+from treadmill.models.ensemble import Seq2SeqEnsemble
 from treadmill.models.forecaster import Forecaster, ForecasterConfig
 from treadmill.models.gpt import GPT, GPTConfig
 from treadmill.models.protocol import DecoderOnlyModel, Seq2SeqModel, map_tensors
@@ -16,6 +17,7 @@ __all__ = [
     "DecoderOnlyModel",
     "RNNSeq2Seq",
     "RNNSeq2SeqConfig",
+    "Seq2SeqEnsemble",
     "Seq2SeqModel",
     "TransformerSeq2Seq",
     "TransformerSeq2SeqConfig",
