@@ -296,8 +296,8 @@ def evaluate_forecast(trainer: Any, task: Any, loader: Any) -> dict[str, float]:
     return evaluate_forecaster(trainer.model, task, loader, trainer.device)
 
 
-def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
-    """(config, task, model with its best weights) of a finished run directory."""
+def _read_run_config(run_dir: Path, overrides: list[str] | None) -> dict[str, Any]:
+    """The validated config.yaml of a run directory, with dotted overrides applied."""
     from omegaconf import OmegaConf
 
     from treadmill.runconfig import merge_configs, parse_overrides, validate_run_config
@@ -306,22 +306,30 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[st
     if not config_path.is_file():
         raise RunConfigError(f"'{run_dir}' is not a run directory: it has no config.yaml. Train one with `treadmill train`.")
     config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
-    config = validate_run_config(merge_configs(config, parse_overrides(overrides or [])))  # type: ignore[arg-type]
+    return validate_run_config(merge_configs(config, parse_overrides(overrides or [])))  # type: ignore[arg-type]
+
+
+def _trained_model(run_dir: Path, config: dict[str, Any], task: Any) -> nn.Module:
+    """The run's model with its best weights (or its last ones)."""
+    model = build_run_model(config, task)
+    for name in ("best.safetensors", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.exists():
+            load_model_weights(model, load_checkpoint(path)["model"], source=str(path))
+            return model
+    raise RunConfigError(f"'{run_dir}/checkpoints' has no best.safetensors or last.pt to load.")
+
+
+def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
+    """(config, task, model with its best weights) of a finished run directory."""
+    config = _read_run_config(run_dir, overrides)
     task = build_task(config)
     if (run_dir / "tokenizers" / "src.json").exists():
         from treadmill.data.tokenizers import load_tokenizer
 
         task.src_tokenizer = load_tokenizer(run_dir / "tokenizers" / "src.json")
         task.tgt_tokenizer = load_tokenizer(run_dir / "tokenizers" / "tgt.json")
-    model = build_run_model(config, task)
-    for name in ("best.safetensors", "last.pt"):
-        path = run_dir / "checkpoints" / name
-        if path.exists():
-            load_model_weights(model, load_checkpoint(path)["model"], source=str(path))
-            break
-    else:
-        raise RunConfigError(f"'{run_dir}/checkpoints' has no best.safetensors or last.pt to load.")
-    return config, task, model
+    return config, task, _trained_model(run_dir, config, task)
 
 
 def _run_identity(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +349,7 @@ def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None
     identity = _run_identity(run_dir, config)
     members = [model]
     for other in others:
-        other_config, _, other_model = load_run(other, overrides)
+        other_config = _read_run_config(other, overrides)
         other_identity = _run_identity(other, other_config)
         if other_identity["task"] != identity["task"]:
             raise RunConfigError(
@@ -354,7 +362,8 @@ def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None
                 "tgt.json) differ, so the same token id would mean different things. Ensembled runs need the same "
                 "task and tokenizers."
             )
-        members.append(other_model)
+        # Same task and tokenizers: the task built for run_dir serves every member.
+        members.append(_trained_model(other, other_config, task))
     try:
         return config, task, Seq2SeqEnsemble(members)
     except ValueError as err:
