@@ -93,6 +93,21 @@ def test_generate_prints_one_output_per_input(tiny_run):
     assert len(piped.stdout.strip().splitlines()) == 3
 
 
+def test_generate_decodes_with_a_decoder_only_run(tmp_path):
+    model_line = next(line for line in TINY.splitlines() if line.startswith("model:"))
+    gpt = "model: {name: gpt, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32, max_len: 32, dropout: 0.0}"
+    config = tmp_path / "gpt.yaml"
+    config.write_text(TINY.replace(model_line, gpt))
+    trained = treadmill("train", config, "--run-dir", tmp_path / "gpt", "training.epochs=1")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    with open(tmp_path / "gpt" / "predictions.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))[:2]
+    result = treadmill("generate", tmp_path / "gpt", *(row["source"] for row in rows))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    # one line per input, as the run's own evaluation decoded them
+    assert result.stdout.splitlines() == [row["hypothesis"] for row in rows]
+
+
 def test_sweep_runs_the_grid_into_a_table_and_skips_finished_runs(tiny_run, tmp_path):
     _, config, _ = tiny_run
     args = ("sweep", config, "model.d_model=8,16", "training.epochs=1", "--sweep-dir", tmp_path / "sweep")

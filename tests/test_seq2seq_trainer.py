@@ -154,6 +154,27 @@ def test_decoder_only_model_trains_on_target_tokens_only():
     assert abs(last["val_exact_match"] - last["val_sequence_accuracy"]) < 0.15
 
 
+def test_decoder_only_generation_prompt_is_the_training_prefix(monkeypatch):
+    import treadmill.decoding
+
+    model = GPT(GPTConfig(vocab_size=VOCAB, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=32))
+    # The dataset layout: sources end in EOS and are right-padded; targets are BOS ... EOS.
+    src = torch.tensor([[7, 8, 9, EOS_ID], [5, EOS_ID, PAD_ID, PAD_ID]])
+    tgt = torch.tensor([[BOS_ID, 10, 11, EOS_ID], [BOS_ID, 6, EOS_ID, PAD_ID]])
+    batch = {"src": src, "tgt": tgt}
+    trainer = Seq2SeqTrainer(model, config(epochs=1), [batch])
+    seen = {}
+    real_generate = treadmill.decoding.generate
+    monkeypatch.setattr(
+        treadmill.decoding, "generate", lambda m, **kw: seen.update(kw) or real_generate(m, **kw)
+    )
+    trainer.generate_batch(batch, max_len=3)
+    tokens, _ = trainer._decoder_only_tokens(batch)
+    for row, prompt in zip(tokens.tolist(), seen["prompt"], strict=True):
+        assert prompt == row[: row.index(BOS_ID) + 1]  # everything up to and including BOS
+    assert seen["prompt"][0] == [7, 8, 9, EOS_ID, BOS_ID]
+
+
 def test_scheduled_sampling_changes_decoder_inputs_while_training(monkeypatch):
     seen = []
     batches = copy_batches(1)

@@ -36,10 +36,16 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attenti
     if not texts:
         return []
     rows = [_source_ids(task, text) for text in texts]
-    width = max(len(r) for r in rows)
-    src = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows])
     model.eval()
-    output = generate(model, src, src == PAD_ID, **options)
+    try:
+        if getattr(model, "is_encoder_decoder", True):
+            width = max(len(r) for r in rows)
+            src = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows])
+            output = generate(model, src, src == PAD_ID, **options)
+        else:  # decoder-only: the source then BOS, as the model was trained (decoder_only_prompt)
+            output = generate(model, prompt=[[*r, BOS_ID] for r in rows], **options)
+    except ValueError as err:  # e.g. an input longer than the model's context
+        raise RunConfigError(f"`treadmill generate` on {run_dir}: {err}") from err
     outputs = [task.tgt_tokenizer.decode(seq) for seq in output.sequences]
     if attention_png and output.attention is not None:
         from treadmill.plots import plot_attention

@@ -32,7 +32,7 @@ from treadmill.seq2seq.scheduled_sampling import ScheduledSamplingSchedule, mix_
 from treadmill.trainer import Trainer
 from treadmill.utils import move_to_device
 
-__all__ = ["Seq2SeqConfig", "Seq2SeqTrainer", "TokenLoss", "strip_target"]
+__all__ = ["Seq2SeqConfig", "Seq2SeqTrainer", "TokenLoss", "decoder_only_prompt", "strip_target"]
 
 
 class TokenLoss(NamedTuple):
@@ -86,6 +86,11 @@ class Seq2SeqConfig:
             raise ConfigError(
                 f"Seq2SeqConfig.scheduled_sampling {self.scheduled_sampling}: {err}. Fields: {names}."
             ) from err
+
+
+def decoder_only_prompt(src: Tensor) -> Tensor:
+    """A source row laid out as a decoder-only model sees it before the target: PAD removed."""
+    return src[src != PAD_ID]
 
 
 def strip_target(ids: Sequence[int]) -> list[int]:
@@ -150,7 +155,7 @@ class Seq2SeqTrainer(Trainer):
         src, tgt = batch.get("src"), batch["tgt"]
         rows, label_rows = [], []
         for i in range(tgt.size(0)):
-            prompt = src[i][src[i] != PAD_ID] if src is not None else tgt.new_empty(0)
+            prompt = decoder_only_prompt(src[i]) if src is not None else tgt.new_empty(0)
             target = tgt[i][tgt[i] != PAD_ID]
             rows.append(torch.cat([prompt, target]))
             label_rows.append(torch.cat([torch.full_like(prompt, PAD_ID), target]))
@@ -251,8 +256,9 @@ class Seq2SeqTrainer(Trainer):
             output = generate(model, src, src == PAD_ID if mask is None else mask, **options)
         else:
             prompt_src = batch.get("src")
+            # The same layout as training (_decoder_only_tokens): the source, then the target's BOS.
             prompts = (
-                [strip_target(row.tolist()) + [BOS_ID] for row in prompt_src]
+                [[*decoder_only_prompt(row).tolist(), BOS_ID] for row in prompt_src]
                 if prompt_src is not None
                 else [[BOS_ID]] * batch["tgt"].size(0)
             )
