@@ -83,6 +83,12 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         """Number of batches in the current epoch."""
         return len(self._batches)
 
+    def epoch_lengths(self, epochs: int) -> list[int]:
+        """Number of batches in each of epochs 0 .. epochs - 1 (it varies when shuffling)."""
+        if not self.shuffle:
+            return [len(self._make_batches(0))] * epochs
+        return [len(self._make_batches(epoch)) for epoch in range(epochs)]
+
     def _chunk_size(self) -> int:
         mean_len = max(1.0, float(self.lengths.mean())) if len(self.lengths) else 1.0
         typical_batch = max(1, int(self.max_tokens // mean_len))
