@@ -48,6 +48,12 @@ def quiet(**kwargs):
         ("val_perplexity", "min"),
         ("val_sequence_accuracy", "max"),
         ("val_bleu", "max"),
+        ("val_per_nostress", "min"),
+        ("val_nll", "min"),
+        ("valLoss", "min"),
+        ("val_perfect_match", "max"),  # "per" only as a whole word
+        ("val_percent_correct", "max"),
+        ("val_exposure_gap", "min"),
     ],
 )
 def test_mode_is_inferred_from_the_metric_name(name, mode):
@@ -77,7 +83,7 @@ def test_config_patience_adds_early_stopping_on_the_monitor():
     scores = [1.0, 0.9, 0.95, 0.96, 0.97, 0.5]
     config = quiet(epochs=6, early_stopping_patience=2, monitor="val_loss")
     trainer = Trainer(
-        model, config, loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_loss", scores)]
+        model, config, loader, loader, loss_fn=nn.MSELoss(), callbacks=[ScriptedMetrics("val_loss", scores)]
     )
     assert trainer.fit()["total_epochs"] == 4
 
@@ -97,7 +103,8 @@ def test_checkpoint_template_names_files_and_keeps_only_the_best(tmp_path):
     ).fit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_004_0.8000.pt"]
     state = load_checkpoint(tmp_path / "best_004_0.8000.pt")
-    assert state["epoch"] == 3 and set(state["model"]) == {"weight", "bias"}
+    assert (state["epoch"], state["batch_in_epoch"]) == (4, 0)  # saved once epoch 4 is complete
+    assert set(state["model"]) == {"weight", "bias"}
 
 
 def test_checkpoint_save_every_epoch_when_not_best_only(tmp_path):
@@ -115,22 +122,59 @@ def test_checkpoint_save_every_epoch_when_not_best_only(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e1.pt", "e2.pt", "e3.pt"]
 
 
-def test_unknown_template_key_warns_once_and_still_saves(tmp_path):
-    model, loader = tiny_setup()
-    template = str(tmp_path / "best_model_{epoch:03d}_{val_seq_acc:.4f}.pt")  # seed 001's template
-    checkpoint = ModelCheckpoint(
-        template, monitor="val_sequence_accuracy", save_best_only=True, mode="max"
-    )
+def warnings_of_three_epochs(model, loader, checkpoint):
+    """The warnings of a 3-epoch run whose val_sequence_accuracy is scripted as 0.1, 0.2, 0.3."""
     scripted = ScriptedMetrics("val_sequence_accuracy", [0.1, 0.2, 0.3])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         Trainer(
             model, quiet(epochs=3), loader, loss_fn=nn.MSELoss(), callbacks=[scripted, checkpoint]
         ).fit()
-    messages = [str(w.message) for w in caught if "val_seq_acc" in str(w.message)]
+    return [str(w.message) for w in caught]
+
+
+def test_unknown_template_key_warns_once_and_still_saves(tmp_path):
+    model, loader = tiny_setup()
+    template = str(tmp_path / "best_model_{epoch:03d}_{val_seq_acc:.4f}.pt")  # seed 001's template
+    checkpoint = ModelCheckpoint(
+        template, monitor="val_sequence_accuracy", save_best_only=True, mode="max"
+    )
+    messages = [m for m in warnings_of_three_epochs(model, loader, checkpoint) if "val_seq_acc" in m]
     assert len(messages) == 1
     assert "val_sequence_accuracy" in messages[0]  # the available keys are listed
     assert [p.name for p in tmp_path.iterdir()] == ["best_model_003_NA.pt"]
+
+
+def test_misspelt_monitor_warns_once_that_nothing_is_saved(tmp_path):
+    model, loader = tiny_setup()
+    checkpoint = ModelCheckpoint(str(tmp_path / "best.pt"), monitor="val_seq_acc", mode="max")
+    messages = [m for m in warnings_of_three_epochs(model, loader, checkpoint) if "ModelCheckpoint" in m]
+    assert len(messages) == 1
+    assert "'val_seq_acc' is not logged" in messages[0] and "val_sequence_accuracy" in messages[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_from_a_model_checkpoint_file_starts_the_next_epoch(tmp_path):
+    class EpochsSeen(Callback):
+        def __init__(self):
+            self.epochs = []
+
+        def on_epoch_end(self, trainer, epoch, metrics):
+            self.epochs.append(epoch)
+
+    model, loader = tiny_setup()
+    every_epoch = ModelCheckpoint(str(tmp_path / "e{epoch}.pt"), save_best_only=False)
+    Trainer(model, quiet(epochs=3), loader, loss_fn=nn.MSELoss(), callbacks=[every_epoch]).fit()
+    state = load_checkpoint(tmp_path / "e2.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (2, 0)  # epoch 2 (1-based) is complete
+
+    seen = EpochsSeen()
+    resumed_model, _ = tiny_setup()
+    resumed = Trainer(resumed_model, quiet(epochs=3), loader, loss_fn=nn.MSELoss(), callbacks=[seen])
+    resumed.fit(resume_from=tmp_path / "e2.pt")
+    assert seen.epochs == [2]  # only the third epoch runs; the second is not replayed
+    for a, b in zip(model.parameters(), resumed_model.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_format_checkpoint_path_reports_missing_keys():

@@ -181,6 +181,33 @@ def test_step_scheduler_steps_once_per_optimizer_step():
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_one_cycle_spans_every_step_when_batch_counts_vary_by_epoch():
+    from treadmill.data import TokenBudgetBatchSampler
+
+    x, y = regression_data(300)
+    lengths = torch.randint(1, 30, (300,), generator=torch.Generator().manual_seed(0)).tolist()
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens=90, seed=2, bucket_size_multiplier=2)
+    counts = sampler.epoch_lengths(4)
+    assert sum(counts) > 4 * counts[0]  # epoch 0 alone would undercount: [86, 88, 88, 90]
+    config = quiet(epochs=4, scheduler=SchedulerConfig("OneCycleLR", params={"max_lr": 0.02}))
+    loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler)
+    trainer = Trainer(mlp(), config, loader, loss_fn=nn.MSELoss())
+    trainer.fit()  # OneCycleLR raises if stepped past its total_steps
+    assert trainer.global_step == sum(counts) == trainer.scheduler.total_steps
+
+
+def test_settings_that_could_never_act_warn():
+    x, y = regression_data(40)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    with pytest.warns(UserWarning, match="early_stopping_patience is set but the Trainer has no val_dataloader"):
+        Trainer(mlp(), quiet(epochs=1, early_stopping_patience=2), loader, loss_fn=nn.MSELoss())
+    plateau = SchedulerConfig("ReduceLROnPlateau", monitor="val_los")  # misspelt
+    trainer = Trainer(mlp(), quiet(epochs=2, scheduler=plateau), loader, loader, loss_fn=nn.MSELoss())
+    with pytest.warns(UserWarning, match="'val_los' is not logged; available: .*val_loss") as caught:
+        trainer.fit()
+    assert sum("val_los'" in str(w.message) for w in caught) == 1  # once, not every epoch
+
+
 def test_warmup_reaches_peak_lr_then_decays():
     x, y = regression_data(80)
     lrs = []

@@ -32,7 +32,7 @@ from torch import nn
 
 from treadmill import __version__
 from treadmill.aggregation import RunningMeans
-from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.early_stopping import EarlyStopping
 from treadmill.callbacks.model_checkpoint import ModelCheckpoint
 from treadmill.callbacks.progress import ProgressReporter
@@ -132,21 +132,32 @@ class Trainer:
         self.batch_in_epoch = 0
         self._grad_norm: torch.Tensor | None = None
         self._plateau_pending = False
+        self._deferred_saves: list[Path] | None = None  # see _end_epoch
+        self._warned_plateau = False
         self._running = RunningMeans()
         self._overfit_cache: list[Any] | None = None
         self._stop = GracefulStop()
 
     # ------------------------------------------------------------------ set-up helpers
 
-    def _total_optimizer_steps(self) -> int:
+    def _batches_per_epoch(self) -> list[int]:
+        """Training batches in each epoch; 0 where the loader has no length."""
+        # A token-budget sampler cuts a different number of batches each epoch; counting only
+        # epoch 0's would end a OneCycleLR before the last steps (it raises) or restart a cosine.
+        counter = getattr(getattr(self.train_dataloader, "batch_sampler", None), "epoch_lengths", None)
+        if callable(counter):
+            return [int(n) for n in counter(self.config.epochs)]
         try:
-            batches = len(self.train_dataloader)  # type: ignore[arg-type]
+            return [len(self.train_dataloader)] * self.config.epochs  # type: ignore[arg-type]
         except TypeError:
-            batches = 0
-        if self.config.overfit_batches:
-            batches = min(batches, self.config.overfit_batches) if batches else self.config.overfit_batches
-        per_epoch = math.ceil(batches / self.config.gradient_accumulation_steps) if batches else 0
-        total = per_epoch * self.config.epochs
+            return [0] * self.config.epochs
+
+    def _total_optimizer_steps(self) -> int:
+        total = 0
+        for batches in self._batches_per_epoch():
+            if self.config.overfit_batches:
+                batches = min(batches, self.config.overfit_batches) if batches else self.config.overfit_batches
+            total += math.ceil(batches / self.config.gradient_accumulation_steps)
         if self.config.max_steps:
             total = min(total, self.config.max_steps) if total else self.config.max_steps
         if total == 0 and self.config.scheduler is not None:
@@ -161,6 +172,9 @@ class Trainer:
         # A user's own EarlyStopping replaces the one early_stopping_patience would add.
         user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)
         if config.early_stopping_patience and not user_has_stopper:
+            if self.val_dataloader is None and config.monitor.startswith("val_"):
+                self.warn(f"TrainingConfig.early_stopping_patience is set but the Trainer has no val_dataloader: "
+                          f"unless a callback logs {config.monitor!r}, training will not stop early.")
             extra.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.early_stopping_min_delta, mode))
         if config.overfit_batches:
             from treadmill.callbacks.overfit import OverfitReport
@@ -428,13 +442,27 @@ class Trainer:
             monitor = self.config.scheduler.monitor if self.config.scheduler else "val_loss"
             if monitor in metrics:
                 self.scheduler.step(metrics[monitor])
+            elif not self._warned_plateau:
+                warning = missing_monitor_warning("ReduceLROnPlateau (SchedulerConfig.monitor)", monitor, metrics)
+                if warning:
+                    self.warn(warning + " The learning rate is not reduced.")
+                    self._warned_plateau = True
             self._plateau_pending = False
-        for cb in self.callbacks:
-            cb.on_epoch_end(self, epoch, metrics)
+        # Full-state saves asked for by on_epoch_end hooks (ModelCheckpoint's .pt files) wait until
+        # the epoch is complete, so resuming from them starts the next epoch instead of replaying
+        # this one's validation, epoch scheduler step and callbacks.
+        self._deferred_saves = []
+        try:
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, metrics)
+        finally:
+            deferred, self._deferred_saves = self._deferred_saves, None
         self._record_history(metrics)
         self.progress.end_epoch(metrics)
         self.epoch = epoch + 1
         self.batch_in_epoch = 0
+        for path in deferred:
+            self.save_checkpoint(path)
         if self.config.checkpoint_dir and self.config.save_last_model:
             self._save_last()
 
@@ -578,6 +606,9 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the full training state to path atomically (on the main process only)."""
+        if self._deferred_saves is not None:  # called from on_epoch_end: written once the epoch ends
+            self._deferred_saves.append(Path(path))
+            return Path(path)
         if not self.dist.is_main:
             return Path(path)
         return atomic_save(self.state_dict(), path)

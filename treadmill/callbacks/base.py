@@ -20,6 +20,8 @@ The order of calls during `Trainer.fit()`::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,16 +29,29 @@ if TYPE_CHECKING:
 
     from treadmill.trainer import Trainer
 
-__all__ = ["Callback", "infer_mode"]
+__all__ = ["Callback", "infer_mode", "missing_monitor_warning"]
 
-# Metrics where smaller is better; anything else (accuracy, BLEU, ...) is maximised.
-_MINIMISED = ("loss", "error", "wer", "per", "perplexity", "ppl", "mse", "mae", "mase", "cer", "gap")
+# Words of metric names where smaller is better; anything else (accuracy, BLEU, ...) is maximised.
+_MINIMISED = frozenset(
+    ("loss", "error", "wer", "per", "cer", "perplexity", "ppl", "nll", "mse", "rmse", "mae", "mase", "mape", "gap")
+)
 
 
 def infer_mode(monitor: str) -> str:
     """'min' for losses and error rates, 'max' for everything else (accuracies, BLEU, ...)."""
-    name = monitor.lower()
-    return "min" if any(token in name for token in _MINIMISED) else "max"
+    # Whole words, so val_perfect_match is not taken for PER; a last word ending in loss/error
+    # covers camelCase names such as valLoss.
+    words = re.findall(r"[a-z]+", monitor.lower())
+    if any(word in _MINIMISED for word in words) or (words and words[-1].endswith(("loss", "error"))):
+        return "min"
+    return "max"
+
+
+def missing_monitor_warning(owner: str, monitor: str, metrics: Mapping[str, float]) -> str | None:
+    """Why `monitor` is absent from an epoch's metrics, or None when only validation did not run."""
+    if monitor in metrics or (monitor.startswith("val_") and not any(k.startswith("val_") for k in metrics)):
+        return None
+    return f"{owner}: metric {monitor!r} is not logged; available: {', '.join(sorted(metrics))}."
 
 
 class Callback:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 
 if TYPE_CHECKING:
     from treadmill.trainer import Trainer
@@ -49,12 +49,9 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
-            if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in metrics):
-                return  # no validation this epoch
-            if not self._warned_missing:
-                trainer.warn(
-                    f"EarlyStopping: metric {self.monitor!r} is not logged; available: {', '.join(sorted(metrics))}."
-                )
+            warning = missing_monitor_warning("EarlyStopping", self.monitor, metrics)
+            if warning and not self._warned_missing:
+                trainer.warn(warning)
                 self._warned_missing = True
             return
         value = float(metrics[self.monitor])

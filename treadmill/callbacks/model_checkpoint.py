@@ -7,7 +7,7 @@ import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.early_stopping import is_improvement
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class ModelCheckpoint(Callback):
         self.best_path: str | None = None
         self.saved: list[tuple[float, str]] = []  # (monitored value, path) of kept best files
         self._warned_keys = False
+        self._warned_missing = False
 
     def _path_for(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> str:
         values: dict[str, Any] = {**metrics, "epoch": epoch + 1, "step": trainer.global_step}
@@ -91,8 +92,13 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
+            warning = missing_monitor_warning("ModelCheckpoint", self.monitor, metrics)
+            if warning and not self._warned_missing:
+                # With save_best_only a misspelt monitor would otherwise never save anything.
+                trainer.warn(warning + (" Nothing is saved until it is." if self.save_best_only else ""))
+                self._warned_missing = True
             if self.save_best_only:
-                return  # nothing to compare this epoch (e.g. no validation ran)
+                return  # nothing to compare this epoch
         value = float(metrics.get(self.monitor, float("nan")))
         if self.save_best_only and not self._enters_top_k(value):
             return
