@@ -66,6 +66,11 @@ def test_unknown_field_suggests_closest():
         ({"mixed_precision": "fp8"}, "mixed_precision"),
         ({"max_grad_norm": -1.0}, "max_grad_norm"),
         ({"log_frequency": 0}, "log_frequency"),
+        # strings (e.g. from a config written by hand) are refused by name, not with a TypeError
+        ({"early_stopping_min_delta": "0.001"}, "early_stopping_min_delta"),
+        ({"max_grad_norm": "1.0"}, "max_grad_norm"),
+        ({"seed": "42"}, "seed"),
+        ({"optimizer": {"weight_decay": "0.01"}}, "weight_decay"),
     ],
 )
 def test_invalid_training_values_name_the_field(kwargs, field):

@@ -113,10 +113,8 @@ class OptimizerConfig:
                 f"OptimizerConfig.optimizer_class must be a torch.optim name or an Optimizer subclass, "
                 f"got {self.optimizer_class!r}."
             )
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ConfigError(f"OptimizerConfig.lr must be a number > 0, got {self.lr!r}.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"OptimizerConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
+        _check_number("OptimizerConfig.lr", self.lr, minimum=0, inclusive=False)
+        _check_number("OptimizerConfig.weight_decay", self.weight_decay, minimum=0)
         for prefix, scale in self.lr_scales.items():
             if not isinstance(scale, (int, float)) or scale < 0:
                 raise ConfigError(f"OptimizerConfig.lr_scales[{prefix!r}] must be a number >= 0, got {scale!r}.")
@@ -188,6 +186,14 @@ class SchedulerConfig:
         return str(self.scheduler_class)
 
 
+def _check_number(field_name: str, value: Any, minimum: float, inclusive: bool = True) -> None:
+    """Raise a ConfigError naming the field unless `value` is a real number above `minimum`."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and (value >= minimum if inclusive else value > minimum)):
+        bound = f"{'>=' if inclusive else '>'} {minimum}"
+        raise ConfigError(f"{field_name} must be a number {bound}, got {value!r}.")
+
+
 MIXED_PRECISION_CHOICES = (False, True, "no", "bf16", "fp16")
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
 
@@ -248,12 +254,11 @@ class TrainingConfig:
         for name in ("early_stopping_patience", "checkpoint_every_n_steps", "max_steps"):
             if getattr(self, name) is not None:
                 self._check_positive_int(name, minimum=1)
-        if self.max_grad_norm is not None and (not isinstance(self.max_grad_norm, (int, float)) or self.max_grad_norm <= 0):
-            raise ConfigError(f"TrainingConfig.max_grad_norm must be a number > 0 or None, got {self.max_grad_norm!r}.")
-        if self.early_stopping_min_delta < 0:
-            raise ConfigError(
-                f"TrainingConfig.early_stopping_min_delta must be >= 0, got {self.early_stopping_min_delta!r}."
-            )
+        if self.max_grad_norm is not None:
+            _check_number("TrainingConfig.max_grad_norm", self.max_grad_norm, minimum=0, inclusive=False)
+        _check_number("TrainingConfig.early_stopping_min_delta", self.early_stopping_min_delta, minimum=0)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"TrainingConfig.seed must be an integer or None, got {self.seed!r}.")
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ConfigError(
                 f"TrainingConfig.mixed_precision={self.mixed_precision!r} is not allowed. "

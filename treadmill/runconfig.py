@@ -92,6 +92,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
 
 
 def merge_configs(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated by `update`, nested sections merged key by key (neither is modified)."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):

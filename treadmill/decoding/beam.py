@@ -55,7 +55,7 @@ class FinishedBeams:
     attention: Tensor | None  # (examples, K, longest, src_len)
 
     @classmethod
-    def empty(cls, examples: int, k: int, longest: int, pad_id: int, device: torch.device):
+    def empty(cls, examples: int, k: int, longest: int, pad_id: int, device: torch.device) -> FinishedBeams:
         """No finished hypotheses yet."""
         return cls(
             scores=torch.full((examples, k), NEG_INF, device=device),
