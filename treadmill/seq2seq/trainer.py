@@ -10,6 +10,10 @@ reports both views of the same model:
   `val_gen_token_accuracy`, `val_bleu`, `val_chrf`, `val_wer`, `val_per`;
 * `val_exposure_gap` = teacher-forced minus free-running token accuracy. A large gap with a high
   teacher-forced accuracy is seed 000's symptom; see docs/exposure_bias.md.
+
+A decoder-only model sees each pair as one sequence: the source without padding (with the EOS
+the dataset may end it with), then the target BOS ... EOS; the loss is taken on the target only.
+Free-running decoding prompts it with exactly that prefix, the source then BOS.
 """
 
 from __future__ import annotations
