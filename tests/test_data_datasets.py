@@ -37,7 +37,8 @@ def test_examples_have_documented_layout(tokenizers):
 
 
 def test_max_lengths_drop_long_pairs(tokenizers):
-    ds = Seq2SeqDataset(PAIRS, *tokenizers, max_src_len=3, max_tgt_len=2)
+    with pytest.warns(UserWarning, match="dropped 2 of 3 pairs longer than max_src_len=3 / max_tgt_len=2"):
+        ds = Seq2SeqDataset(PAIRS, *tokenizers, max_src_len=3, max_tgt_len=2)
     # "a"/"y y y z" has 4 target tokens, "bcabca" has 6 source characters.
     assert ds.pairs == [("abc", "x y")] and ds.n_dropped == 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ class Seq2SeqDataset(Dataset):
         max_tgt_len: int | None = None,
         src_eos: bool = True,
     ) -> None:
-        """Tokenize `pairs`; pairs longer than the limits are dropped (counted in `n_dropped`).
+        """Tokenize `pairs`; pairs longer than the limits are dropped (counted in `n_dropped`, with a warning).
 
         `max_src_len` counts source tokens; `max_tgt_len` counts target tokens without BOS/EOS.
         Dropping (not truncating) keeps every target a true answer; use it on training data.
@@ -61,6 +62,12 @@ class Seq2SeqDataset(Dataset):
             self.pairs.append((src, tgt))
             self.src_ids.append([*src_ids, EOS_ID] if src_eos else src_ids)
             self.tgt_ids.append([BOS_ID, *tgt_ids, EOS_ID])
+        if self.n_dropped:
+            warnings.warn(
+                f"Seq2SeqDataset: dropped {self.n_dropped} of {self.n_dropped + len(self.pairs)} pairs "
+                f"longer than max_src_len={max_src_len} / max_tgt_len={max_tgt_len} tokens.",
+                stacklevel=2,
+            )
 
     def __len__(self) -> int:
         return len(self.pairs)
