@@ -163,6 +163,32 @@ def test_loss_spike():
     assert "median" in alarm.evidence
 
 
+def test_loss_spike_with_negative_losses():
+    # Minimum risk training logs minus the expected reward: healthy losses sit below zero.
+    model = Net()
+    offset = [-3.0]
+
+    def negative_loss(logits, y):
+        return nn.functional.cross_entropy(logits, y) + offset[0]
+
+    monitor, callbacks = monitored(model)
+    run(model, callbacks, epochs=4, loss_fn=negative_loss)
+    assert [
+        a.line() for a in monitor.alarms if a.kind == "loss_spike"
+    ] == []  # the ratio test alarmed at once
+
+    model = Net()
+    monitor, callbacks = monitored(model)
+    spike = [
+        AtStep(25, lambda t: offset.__setitem__(0, 10.0)),
+        AtStep(26, lambda t: offset.__setitem__(0, -3.0)),
+    ]
+    run(model, [*spike, *callbacks], epochs=4, loss_fn=negative_loss)
+    (alarm,) = only(monitor, "loss_spike")
+    assert (alarm.step, alarm.count) == (25, 1)
+    assert "|median|" in alarm.evidence
+
+
 class ScriptedVal(Callback):
     """Replaces val_accuracy with scripted values (before HealthMonitor sees the epoch)."""
 

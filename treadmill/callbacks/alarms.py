@@ -6,7 +6,8 @@ Kinds, and what trips them (thresholds in `AlarmThresholds`):
 
     non_finite_loss        the loss is NaN/inf (also recorded when the trainer raises for it)
     non_finite_grad        a module's gradient norm is NaN/inf (names every such module)
-    loss_spike             loss > loss_spike_factor x median of the last `window` logged losses
+    loss_spike             loss - median > (loss_spike_factor - 1) x |median| of the last `window` logged
+                           losses (loss > factor x median when the median is positive)
     val_collapse           a val_ metric falls below collapse_fraction x its best (max-mode metrics)
     exploding_grad         a module's grad norm > explode_factor x its own recent median (or > explode_threshold)
     vanishing_grad         a module's grad norm < vanish_ratio x the largest module's (or < vanish_threshold)
@@ -235,12 +236,21 @@ class HealthMonitor(Callback):
             return
         if len(self._losses) >= t.min_history:
             median = statistics.median(self._losses)
-            if loss > t.loss_spike_factor * median:
+            # Measured as a rise above the median in units of |median|, so that losses that are
+            # negative by design (minimum risk training's expected reward) do not alarm at every
+            # log; for a positive median this is exactly loss > factor x median.
+            if loss - median > (t.loss_spike_factor - 1) * abs(median):
+                factor = t.loss_spike_factor
+                bound = (
+                    f"{factor:g} x median {median:.4g}"
+                    if median > 0
+                    else f"median {median:.4g} + {factor - 1:g} x |median|"
+                )
                 self.raise_alarm(
                     trainer,
                     "loss_spike",
                     "loss",
-                    f"loss {loss:.4g} > {t.loss_spike_factor:g} x median {median:.4g} of the last {len(self._losses)} logged losses",
+                    f"loss {loss:.4g} > {bound} of the last {len(self._losses)} logged losses",
                 )
         self._losses.append(loss)
 
