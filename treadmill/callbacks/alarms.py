@@ -235,12 +235,11 @@ class HealthMonitor(Callback):
             self.raise_alarm(trainer, "non_finite_loss", "loss", f"logged loss is {loss}")
             return
         if len(self._losses) >= t.min_history:
-            median = statistics.median(self._losses)
+            median, factor = statistics.median(self._losses), t.loss_spike_factor
             # Measured as a rise above the median in units of |median|, so that losses that are
             # negative by design (minimum risk training's expected reward) do not alarm at every
             # log; for a positive median this is exactly loss > factor x median.
-            if loss - median > (t.loss_spike_factor - 1) * abs(median):
-                factor = t.loss_spike_factor
+            if loss - median > (factor - 1) * abs(median):
                 bound = (
                     f"{factor:g} x median {median:.4g}"
                     if median > 0
