@@ -170,3 +170,44 @@ def test_rope_per_row_positions_match_shared_positions() -> None:
     shared = rope.rotate(x, torch.arange(2, 6))
     per_row = rope.rotate(x, torch.arange(2, 6).expand(2, 4))
     torch.testing.assert_close(shared, per_row, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["padding", "causal", "padding+causal", "fully masked row"])
+def test_cpu_bf16_explicit_softmax_matches_fused_kernel(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 on CPU takes the written-out softmax; outputs and gradients match SDPA's fused kernel."""
+    import treadmill.nn.attention as attention
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(32, 4).to(torch.bfloat16)
+    x = torch.randn(6, 9, 32, dtype=torch.bfloat16)
+    padding = torch.zeros(6, 9, dtype=torch.bool)
+    padding[:3, 6:] = True
+    attn_mask = None
+    if case == "fully masked row":
+        attn_mask = torch.ones(9, 9, dtype=torch.bool)
+        attn_mask[4] = False
+    kwargs = {
+        "key_padding_mask": padding if "padding" in case else None,
+        "is_causal": "causal" in case,
+        "attn_mask": attn_mask,
+    }
+
+    def run() -> tuple[torch.Tensor, ...]:
+        inputs = x.clone().requires_grad_(True)
+        attn.zero_grad()
+        out = attn(inputs, **kwargs).output
+        out.float().square().sum().backward()
+        return out.detach(), inputs.grad, attn.in_proj.weight.grad
+
+    explicit = run()
+    monkeypatch.setattr(attention, "CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS", 0)
+    fused = run()
+    if case == "fully masked row":
+        # The row attends to nothing, so the block output is the out-projection bias alone.
+        assert torch.equal(explicit[0][:, 4], attn.out_proj.bias.detach().expand(6, 32))
+    for got, want in zip(explicit, fused, strict=True):
+        torch.testing.assert_close(got, want, atol=3e-2, rtol=3e-2)
+    # The two kernels really differ (so the comparison above compares something).
+    assert not torch.equal(explicit[1], fused[1])

@@ -11,6 +11,12 @@ MASK CONVENTION (read this):
     is_causal         query i (absolute position S - T + i) attends to keys <= its position.
 A query row with no allowed key returns zeros (not NaN).
 
+KERNEL:
+    The fused SDPA kernel runs, except for bf16/fp16 on CPU with at most
+    ``CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS`` keys: there PyTorch's fused CPU kernel is 2-4x slower
+    (forward + backward) than the same softmax written out (bench/cpu_attention.py), and for
+    short sequences it is a third of a training step. Both give the same result.
+
 CACHE:
     Self-attention (``key_value=None``): ``cache={"k", "v"}`` holds the keys/values of earlier
     positions, (B, H, S_past, hd); the new keys/values are appended and the grown cache is
@@ -35,6 +41,11 @@ from treadmill.nn.positional import RotaryEmbedding
 __all__ = ["MultiHeadAttention", "AttentionOutput", "KVCache"]
 
 KVCache = dict[str, Tensor]
+
+# Up to this many keys the written-out softmax beats SDPA's fused CPU kernel in bf16
+# (bench/cpu_attention.py: 4x at 32 keys, 1.3x at 256, even at 512); beyond it the (T, S)
+# score matrix the explicit path stores would cost memory for no gain.
+CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS = 512
 
 
 class AttentionOutput(NamedTuple):
@@ -152,18 +163,28 @@ class MultiHeadAttention(nn.Module):
     def _explicit_attention(
         self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, sdpa_causal: bool
     ) -> tuple[Tensor, Tensor]:
-        """Softmax attention written out, to return the weights: (B, H, T, hd), (B, T, S)."""
+        """Softmax attention written out: output (B, H, T, hd) and weights (B, H, T, S)."""
         scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)  # (B, H, T, S)
         if sdpa_causal:
             allowed = causal_mask(q.shape[2], k.shape[2], device=q.device)
-        if allowed is not None:
+        blocked = None if allowed is None else ~allowed
+        if blocked is not None:
             # finfo.min instead of -inf keeps fully masked rows finite; they are zeroed below.
-            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+            scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
         weights = scores.softmax(dim=-1)
-        if allowed is not None:
-            weights = weights.masked_fill(~allowed, 0.0)
+        if blocked is not None:
+            weights = weights.masked_fill(blocked, 0.0)
         out = F.dropout(weights, self.dropout, self.training) @ v.to(weights.dtype)
-        return out.to(v.dtype), weights.mean(dim=1)
+        return out.to(v.dtype), weights
+
+    @staticmethod
+    def _fused_kernel_is_slower(q: Tensor, k: Tensor) -> bool:
+        """Whether SDPA's fused kernel loses to the explicit softmax here (see KERNEL above)."""
+        return (
+            q.device.type == "cpu"
+            and q.dtype in (torch.bfloat16, torch.float16)
+            and k.shape[2] <= CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS
+        )
 
     def forward(
         self,
@@ -197,7 +218,10 @@ class MultiHeadAttention(nn.Module):
         )
         weights = None
         if need_weights:
-            out, weights = self._explicit_attention(q, k, v, allowed, sdpa_causal)
+            out, head_weights = self._explicit_attention(q, k, v, allowed, sdpa_causal)
+            weights = head_weights.mean(dim=1)
+        elif self._fused_kernel_is_slower(q, k):
+            out, _ = self._explicit_attention(q, k, v, allowed, sdpa_causal)
         else:
             # torch >= 2.5 SDPA returns zeros for fully masked rows (tested in tests/test_nn_attention.py).
             out = F.scaled_dot_product_attention(
