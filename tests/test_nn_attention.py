@@ -202,7 +202,7 @@ def test_cpu_bf16_explicit_softmax_matches_fused_kernel(
         return out.detach(), inputs.grad, attn.in_proj.weight.grad
 
     explicit = run()
-    monkeypatch.setattr(attention, "CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS", 0)
+    monkeypatch.setattr(attention, "CPU_BF16_EXPLICIT_MAX_KEYS", 0)
     fused = run()
     if case == "fully masked row":
         # The row attends to nothing, so the block output is the out-projection bias alone.

@@ -12,10 +12,10 @@ MASK CONVENTION (read this):
 A query row with no allowed key returns zeros (not NaN).
 
 KERNEL:
-    The fused SDPA kernel runs, except for bf16/fp16 on CPU with at most
-    ``CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS`` keys: there PyTorch's fused CPU kernel is 2-4x slower
-    (forward + backward) than the same softmax written out (bench/cpu_attention.py), and for
-    short sequences it is a third of a training step. Both give the same result.
+    The fused SDPA kernel runs, except for bf16 on CPU with at most ``CPU_BF16_EXPLICIT_MAX_KEYS``
+    keys: there PyTorch's fused CPU kernel is slower (forward + backward) than the same softmax
+    written out (bench/cpu_attention.py), and for short sequences it was a third of a training
+    step. Both give the same result to bf16 precision.
 
 CACHE:
     Self-attention (``key_value=None``): ``cache={"k", "v"}`` holds the keys/values of earlier
@@ -42,10 +42,11 @@ __all__ = ["MultiHeadAttention", "AttentionOutput", "KVCache"]
 
 KVCache = dict[str, Tensor]
 
-# Up to this many keys the written-out softmax beats SDPA's fused CPU kernel in bf16
-# (bench/cpu_attention.py: 4x at 32 keys, 1.3x at 256, even at 512); beyond it the (T, S)
-# score matrix the explicit path stores would cost memory for no gain.
-CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS = 512
+# Up to this many keys the written-out softmax beats SDPA's fused CPU kernel in bf16: a whole
+# attention layer, forward + backward, runs 1.2-1.8x faster up to 128 keys, 1.04-1.09x at 256 and
+# 0.82-0.86x at 512 (bench/cpu_attention.py). In fp16 it is slower at every length, and in fp32
+# the fused kernel is the faster one, so both keep SDPA.
+CPU_BF16_EXPLICIT_MAX_KEYS = 256
 
 
 class AttentionOutput(NamedTuple):
@@ -182,8 +183,8 @@ class MultiHeadAttention(nn.Module):
         """Whether SDPA's fused kernel loses to the explicit softmax here (see KERNEL above)."""
         return (
             q.device.type == "cpu"
-            and q.dtype in (torch.bfloat16, torch.float16)
-            and k.shape[2] <= CPU_LOW_PRECISION_EXPLICIT_MAX_KEYS
+            and q.dtype == torch.bfloat16
+            and k.shape[2] <= CPU_BF16_EXPLICIT_MAX_KEYS
         )
 
     def forward(
