@@ -43,7 +43,7 @@ __all__ = ["MultiHeadAttention", "AttentionOutput", "KVCache"]
 KVCache = dict[str, Tensor]
 
 # Up to this many keys the written-out softmax beats SDPA's fused CPU kernel in bf16: a whole
-# attention layer, forward + backward, runs 1.2-1.8x faster up to 128 keys, 1.04-1.09x at 256 and
+# attention layer, forward + backward, runs 1.2-1.8x faster up to 128 keys, 1.04-1.13x at 256 and
 # 0.82-0.86x at 512 (bench/cpu_attention.py). In fp16 it is slower at every length, and in fp32
 # the fused kernel is the faster one, so both keep SDPA.
 CPU_BF16_EXPLICIT_MAX_KEYS = 256
