@@ -11,7 +11,7 @@ import os
 import pickle
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "load_model_weights",
     "export_weights",
     "unwrap_model",
+    "average_checkpoints",
 ]
 
 
@@ -193,3 +194,35 @@ def export_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def average_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the model weights in several checkpoints of one model."""
+    if not paths:
+        raise CheckpointError("average_checkpoints needs at least one checkpoint file.")
+    first_path = str(paths[0])
+    # Sum in float64 so that averaging many bf16/fp32 checkpoints adds no rounding of its own.
+    first = load_checkpoint(paths[0])["model"]
+    sums = {k: v.double() if v.is_floating_point() else v.clone() for k, v in first.items()}
+    for path in paths[1:]:
+        state = load_checkpoint(path)["model"]
+        if state.keys() != first.keys():
+            differing = sorted(set(state) ^ set(first))
+            raise CheckpointError(
+                f"Cannot average {str(path)!r} with {first_path!r}: their weights have different names "
+                f"({', '.join(differing[:10])}{' ...' if len(differing) > 10 else ''})."
+            )
+        for key, tensor in state.items():
+            if tensor.shape != first[key].shape or tensor.dtype != first[key].dtype:
+                raise CheckpointError(
+                    f"Cannot average {str(path)!r} with {first_path!r}: weight {key!r} is {tuple(tensor.shape)} "
+                    f"{tensor.dtype} there but {tuple(first[key].shape)} {first[key].dtype} in the first file."
+                )
+            if tensor.is_floating_point():
+                sums[key] += tensor.double()
+            elif not torch.equal(tensor, first[key]):
+                # Integer buffers (counters, index tables) have no meaningful mean.
+                raise CheckpointError(
+                    f"Cannot average {str(path)!r} with {first_path!r}: the integer buffer {key!r} differs."
+                )
+    return {k: (v / len(paths)).to(first[k].dtype) if v.is_floating_point() else v for k, v in sums.items()}

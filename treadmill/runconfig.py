@@ -7,7 +7,7 @@ A run config has these sections (every one optional but `task`)::
     data:        {batch_size: 64, max_tokens: null, eval_batch_size: 256, num_workers: 0}
     training:    {...TrainingConfig fields..., resume_from: null}
     seq2seq:     {...Seq2SeqConfig fields...}
-    evaluation:  {splits: [test], generation: {...}, samples: 5, max_batches: null}
+    evaluation:  {splits: [test], generation: {...}, samples: 5, max_batches: null, average_last: null}
     diagnostics: {enabled: true, every_n_steps: 200, watch: [encoder]}
     sequence_level: {enabled: false, epochs: 1, lr: 1e-4, method: mrt, ...}   # fine-tuning phase
     seed: 0
@@ -36,7 +36,7 @@ class RunConfigError(ConfigError):
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "task": ("name", "options"),
     "data": ("batch_size", "max_tokens", "eval_batch_size", "num_workers"),
-    "evaluation": ("splits", "generation", "samples", "max_batches"),
+    "evaluation": ("splits", "generation", "samples", "max_batches", "average_last"),
     "diagnostics": ("enabled", "every_n_steps", "watch", "on_alarm"),
     "sequence_level": ("enabled", "epochs", "max_steps", "lr", "method", "n_candidates", "candidate_strategy", "temperature",
                        "reward", "mrt_alpha", "mle_weight"),
@@ -44,7 +44,8 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
 TOP_LEVEL = ("task", "model", "data", "training", "seq2seq", "evaluation", "diagnostics", "sequence_level", "seed", "name")
 DEFAULTS: dict[str, Any] = {
     "data": {"batch_size": 64, "max_tokens": None, "eval_batch_size": 256, "num_workers": 0},
-    "evaluation": {"splits": ["test"], "generation": {}, "samples": 5, "max_batches": None},
+    # average_last=N evaluates the mean weights of the last N epoch checkpoints instead of the best one
+    "evaluation": {"splits": ["test"], "generation": {}, "samples": 5, "max_batches": None, "average_last": None},
     "diagnostics": {"enabled": True, "every_n_steps": 200, "watch": [], "on_alarm": "warn"},
     # an optional fine-tuning phase after teacher forcing (see treadmill.seq2seq.sequence_trainer)
     "sequence_level": {"enabled": False, "epochs": 1, "max_steps": None, "lr": 1e-4},
@@ -129,6 +130,7 @@ def validate_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for section, keys in SECTION_KEYS.items():
         _check_keys(section, full.get(section) or {}, keys)
     _validate_training(full["training"])
+    _validate_average_last(full["evaluation"]["average_last"], full["training"])
     _validate_seq2seq(full["seq2seq"])
     _validate_model(full["model"])
     return full
@@ -142,6 +144,24 @@ def _validate_training(training: Mapping[str, Any]) -> None:
     if isinstance(training.get("scheduler"), Mapping):
         _check_keys("training.scheduler", training["scheduler"], _dataclass_keys(SchedulerConfig))
     training_config({**training})  # values
+
+
+def _validate_average_last(average_last: Any, training: Mapping[str, Any]) -> None:
+    if average_last is None:
+        return
+    if isinstance(average_last, bool) or not isinstance(average_last, int) or average_last < 1:
+        raise RunConfigError(f"evaluation.average_last must be null or an integer >= 1, got {average_last!r}.")
+    kept = training.get("keep_last_checkpoints", TrainingConfig.keep_last_checkpoints)
+    if average_last > kept:
+        raise RunConfigError(
+            f"evaluation.average_last={average_last} averages the last {average_last} checkpoints, but "
+            f"training.keep_last_checkpoints={kept} keeps only {kept}. Set training.keep_last_checkpoints>={average_last}."
+        )
+    if training.get("save_last_model") is False:
+        raise RunConfigError(
+            "evaluation.average_last averages the epoch checkpoints that training.save_last_model writes; "
+            "it is false here. Set training.save_last_model=true or evaluation.average_last=null."
+        )
 
 
 def training_config(training: Mapping[str, Any]) -> TrainingConfig:

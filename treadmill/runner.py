@@ -6,7 +6,7 @@ Run directory::
     config.yaml        the fully resolved config
     tokenizers/        source and target tokenizers (reloaded by eval / generate)
     metrics.csv        one row per epoch; TensorBoard events beside it
-    checkpoints/       last.pt (resumable), best.safetensors (weights)
+    checkpoints/       last.pt (resumable; last-1.pt ... with training.keep_last_checkpoints), best.safetensors
     summary.json       final train/val/test metrics, wall time, parameter count
     predictions.tsv    source, reference, hypothesis for each test example (seq2seq tasks)
 """
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from treadmill.callbacks.base import Callback
-from treadmill.checkpoint import load_checkpoint, load_model_weights
+from treadmill.checkpoint import average_checkpoints, load_checkpoint, load_model_weights
 from treadmill.metrics import Seq2SeqMetrics
 from treadmill.models.registry import build_model
 from treadmill.runconfig import RunConfigError, training_config
@@ -162,7 +162,9 @@ def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     loaders = _loaders(config, task)
     trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir))
     history = trainer.fit(resume_from=config["training"].get("resume_from"))
-    _load_best(trainer, run_dir / "checkpoints")
+    weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config)
+    if weights:
+        print(f"Loaded {weights}.", flush=True)
     if config["sequence_level"]["enabled"]:
         trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
         history = trainer.history
@@ -212,6 +214,33 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
     tuned.fit()
     _load_best(tuned, run_dir / "checkpoints_finetune")
     return tuned
+
+
+def _averaged_weights(checkpoint_dir: Path, count: int) -> tuple[dict[str, torch.Tensor], str]:
+    """(the mean weights of the `count` newest kept checkpoints, a description of them)."""
+    paths = [checkpoint_dir / ("last.pt" if index == 0 else f"last-{index}.pt") for index in range(count)]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise RunConfigError(
+            f"evaluation.average_last={count} needs {count} kept checkpoints, but {', '.join(missing)} "
+            f"{'does' if len(missing) == 1 else 'do'} not exist. Train with training.keep_last_checkpoints>={count} "
+            "and at least that many epochs."
+        )
+    return average_checkpoints(paths), f"the mean weights of the last {count} checkpoints in {checkpoint_dir}"
+
+
+def _load_final_weights(model: nn.Module, checkpoint_dir: Path, config: dict[str, Any]) -> str | None:
+    """Load the weights a run is evaluated with (the mean of its last N checkpoints when
+    evaluation.average_last is N, else its best, else its last); say which, or None if none exist."""
+    if config["evaluation"]["average_last"]:
+        state, source = _averaged_weights(checkpoint_dir, config["evaluation"]["average_last"])
+    else:
+        path = next((checkpoint_dir / name for name in ("best.safetensors", "last.pt") if (checkpoint_dir / name).exists()), None)
+        if path is None:
+            return None
+        state, source = load_checkpoint(path)["model"], str(path)
+    load_model_weights(model, state, source=source)
+    return source
 
 
 def _load_best(trainer: Any, checkpoint_dir: Path) -> None:
@@ -310,14 +339,11 @@ def _read_run_config(run_dir: Path, overrides: list[str] | None) -> dict[str, An
 
 
 def _trained_model(run_dir: Path, config: dict[str, Any], task: Any) -> nn.Module:
-    """The run's model with its best weights (or its last ones)."""
+    """The run's model with its best weights (or its last ones, or the mean of its last N)."""
     model = build_run_model(config, task)
-    for name in ("best.safetensors", "last.pt"):
-        path = run_dir / "checkpoints" / name
-        if path.exists():
-            load_model_weights(model, load_checkpoint(path)["model"], source=str(path))
-            return model
-    raise RunConfigError(f"'{run_dir}/checkpoints' has no best.safetensors or last.pt to load.")
+    if not _load_final_weights(model, run_dir / "checkpoints", config):
+        raise RunConfigError(f"'{run_dir}/checkpoints' has no best.safetensors or last.pt to load.")
+    return model
 
 
 def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
