@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 TINY = """
 task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, n_train: 300, n_valid: 40, n_test: 40}}
@@ -215,3 +216,20 @@ def test_eval_ensemble_refuses_runs_of_another_task_or_tokenizer(tiny_run, tmp_p
     result = treadmill("eval", root / "run", "--ensemble", other_vocab)
     assert result.returncode == 2 and "saved tokenizers" in result.stderr and str(other_vocab) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_eval_of_a_fine_tuned_run_loads_the_fine_tuned_weights(tiny_run, tmp_path):
+    from treadmill.checkpoint import load_checkpoint
+    from treadmill.runner import load_run
+
+    _, config, _ = tiny_run
+    run = tmp_path / "mrt"
+    result = treadmill("train", config, "--run-dir", run, "training.epochs=1", "sequence_level.enabled=true",
+                       "sequence_level.max_steps=3", "sequence_level.lr=0.01")
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, _, model = load_run(run)
+    tuned = load_checkpoint(run / "checkpoints_finetune" / "best.safetensors")["model"]
+    before = load_checkpoint(run / "checkpoints" / "best.safetensors")["model"]
+    state = model.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in tuned.items())
+    assert not all(torch.equal(state[key], value) for key, value in before.items())

@@ -7,6 +7,7 @@ Run directory::
     tokenizers/        source and target tokenizers (reloaded by eval / generate)
     metrics.csv        one row per epoch; TensorBoard events beside it
     checkpoints/       last.pt (resumable; last-1.pt ... with training.keep_last_checkpoints), best.safetensors
+    checkpoints_finetune/  the same for the sequence-level fine-tuning phase, when enabled
     summary.json       final train/val/test metrics, wall time, parameter count
     predictions.tsv    source, reference, hypothesis for each test example (seq2seq tasks)
 """
@@ -31,6 +32,9 @@ from treadmill.models.registry import build_model
 from treadmill.runconfig import RunConfigError, training_config
 from treadmill.seq2seq.trainer import strip_target
 from treadmill.utils import move_to_device
+
+# The sequence-level fine-tuning phase keeps its checkpoints apart from the teacher-forced phase's.
+FINETUNE_CHECKPOINTS = "checkpoints_finetune"
 
 __all__ = ["build_task", "build_run_model", "train_run", "eval_run", "load_run", "strip_stress"]
 
@@ -162,7 +166,7 @@ def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     loaders = _loaders(config, task)
     trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir))
     history = trainer.fit(resume_from=config["training"].get("resume_from"))
-    weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config)
+    weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config["evaluation"]["average_last"])
     if weights:
         print(f"Loaded {weights}.", flush=True)
     if config["sequence_level"]["enabled"]:
@@ -197,7 +201,7 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
     options.pop("enabled")
     before = trainer.evaluate(loaders["valid"], prefix="val_") if "valid" in loaders else {}
     training = {**config["training"], "epochs": epochs, "max_steps": max_steps, "scheduler": None, "resume_from": None,
-                "checkpoint_dir": str(run_dir / "checkpoints_finetune"),
+                "checkpoint_dir": str(run_dir / FINETUNE_CHECKPOINTS),
                 "optimizer": {**config["training"].get("optimizer", {}), "lr": lr}}
     training.pop("resume_from")
     training.setdefault("seed", config["seed"])
@@ -212,7 +216,7 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
           f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}", flush=True)
     tuned.history["before_finetune"] = before  # type: ignore[assignment]
     tuned.fit()
-    _load_best(tuned, run_dir / "checkpoints_finetune")
+    _load_final_weights(tuned.model, run_dir / FINETUNE_CHECKPOINTS, None)
     return tuned
 
 
@@ -229,11 +233,11 @@ def _averaged_weights(checkpoint_dir: Path, count: int) -> tuple[dict[str, torch
     return average_checkpoints(paths), f"the mean weights of the last {count} checkpoints in {checkpoint_dir}"
 
 
-def _load_final_weights(model: nn.Module, checkpoint_dir: Path, config: dict[str, Any]) -> str | None:
-    """Load the weights a run is evaluated with (the mean of its last N checkpoints when
-    evaluation.average_last is N, else its best, else its last); say which, or None if none exist."""
-    if config["evaluation"]["average_last"]:
-        state, source = _averaged_weights(checkpoint_dir, config["evaluation"]["average_last"])
+def _load_final_weights(model: nn.Module, checkpoint_dir: Path, average_last: int | None) -> str | None:
+    """Load the weights a training phase is evaluated with (the mean of its last `average_last`
+    checkpoints when given, else its best, else its last); say which, or None if none exist."""
+    if average_last:
+        state, source = _averaged_weights(checkpoint_dir, average_last)
     else:
         path = next((checkpoint_dir / name for name in ("best.safetensors", "last.pt") if (checkpoint_dir / name).exists()), None)
         if path is None:
@@ -241,12 +245,6 @@ def _load_final_weights(model: nn.Module, checkpoint_dir: Path, config: dict[str
         state, source = load_checkpoint(path)["model"], str(path)
     load_model_weights(model, state, source=source)
     return source
-
-
-def _load_best(trainer: Any, checkpoint_dir: Path) -> None:
-    best = checkpoint_dir / "best.safetensors"
-    if best.exists():
-        load_model_weights(trainer.model, load_checkpoint(best)["model"], source=str(best))
 
 
 def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path,
@@ -341,8 +339,12 @@ def _read_run_config(run_dir: Path, overrides: list[str] | None) -> dict[str, An
 def _trained_model(run_dir: Path, config: dict[str, Any], task: Any) -> nn.Module:
     """The run's model with its best weights (or its last ones, or the mean of its last N)."""
     model = build_run_model(config, task)
-    if not _load_final_weights(model, run_dir / "checkpoints", config):
-        raise RunConfigError(f"'{run_dir}/checkpoints' has no best.safetensors or last.pt to load.")
+    checkpoints, average_last = run_dir / "checkpoints", config["evaluation"]["average_last"]
+    if config["sequence_level"]["enabled"] and (run_dir / FINETUNE_CHECKPOINTS).is_dir():
+        # What `train` evaluated: the fine-tuning phase's best (average_last applied before it).
+        checkpoints, average_last = run_dir / FINETUNE_CHECKPOINTS, None
+    if not _load_final_weights(model, checkpoints, average_last):
+        raise RunConfigError(f"'{checkpoints}' has no best.safetensors or last.pt to load.")
     return model
 
 
