@@ -77,6 +77,25 @@ def test_train_writes_the_run_directory(tiny_run):
     assert "test:" in result.stdout
 
 
+def test_g2p_validation_and_test_report_wer_as_the_share_of_wrong_words(tmp_path):
+    # Both must follow the task's convention (a word is wrong if any phoneme is), so that the
+    # val_wer a run monitors is the test wer it reports, not the phoneme error rate.
+    config = tmp_path / "g2p.yaml"
+    config.write_text(TINY.replace("name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, "
+                                   "n_train: 300, n_valid: 40, n_test: 40}",
+                                   "name: g2p-cmudict, options: {max_words: 2000}")
+                      .replace("max_len: 8", "max_len: 16").replace("epochs: 2", "epochs: 1"))
+    result = treadmill("train", config, "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(tmp_path / "run" / "metrics.csv") as handle:
+        (epoch,) = list(csv.DictReader(handle))
+    assert float(epoch["val_wer"]) == pytest.approx(1.0 - float(epoch["val_exact_match"]))
+    assert float(epoch["val_wer"]) > float(epoch["val_per"])
+    test = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    assert test["wer"] == pytest.approx(1.0 - test["exact_match"]) and test["wer"] > test["per"]
+    assert test["wer_nostress"] == pytest.approx(1.0 - test["exact_match_nostress"])
+
+
 def test_eval_prints_json_on_its_last_line(tiny_run):
     root, _, _ = tiny_run
     result = treadmill("eval", root / "run", "--split", "valid")

@@ -285,3 +285,22 @@ def test_forecasting_metrics_hand_case():
         mase(pred, target, 0.0)
     with pytest.raises(ValueError, match="shape"):
         mae(pred, target[:1])
+
+
+def test_sequence_wer_counts_each_output_as_one_word():
+    # G2P: one word per example, spelled as phonemes; a word is wrong if any phoneme is.
+    hyps = [["K", "AE1", "T"], ["D", "AO1", "G"], ["F", "IH1", "SH"]]
+    refs = [[["K", "AE1", "T"]], [["D", "AA1", "G"], ["D", "AO1", "G"]], [["F", "IY1", "SH"]]]
+    by_word, by_sequence = Seq2SeqMetrics(), Seq2SeqMetrics(wer_unit="sequence")
+    for metrics in (by_word, by_sequence):
+        metrics.update([" ".join(h) for h in hyps], [[" ".join(r) for r in group] for group in refs])
+    word, sequence = by_word.compute(), by_sequence.compute()
+    assert sequence["exact_match"] == pytest.approx(2 / 3)
+    assert sequence["wer"] == pytest.approx(1 / 3)  # one word of three has an error
+    assert word["wer"] == pytest.approx(1 / 9)  # one phoneme of nine
+    assert sequence["per"] == word["per"] == pytest.approx(1 / 9)
+
+
+def test_an_unknown_wer_unit_is_refused_by_name():
+    with pytest.raises(ValueError, match="wer_unit must be one of .*'phoneme'"):
+        Seq2SeqMetrics(wer_unit="phoneme")

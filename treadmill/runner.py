@@ -130,7 +130,7 @@ def make_trainer(config: dict[str, Any], task: Any, model: nn.Module, loaders: d
         model, train_config, loaders["train"], loaders.get("valid"), callbacks=callbacks,
         seq2seq=Seq2SeqConfig(**config["seq2seq"]),
         detokenize=task.tgt_tokenizer.decode,
-        references=_reference_fn(task, "valid"),
+        references=_reference_fn(task, "valid"), wer_unit=task.wer_unit,
     )  # fmt: skip
 
 
@@ -210,7 +210,8 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
     tuned = (Seq2SeqTrainer if method == "mle" else SequenceLevelTrainer)(
         trainer.model, training_config(training), loaders["train"], loaders.get("valid"),
         seq2seq=Seq2SeqConfig(**config["seq2seq"]), detokenize=task.tgt_tokenizer.decode,
-        references=_reference_fn(task, "valid"), callbacks=_callbacks(config, run_dir / "finetune"), **extra,
+        references=_reference_fn(task, "valid"), wer_unit=task.wer_unit,
+        callbacks=_callbacks(config, run_dir / "finetune"), **extra,
     )  # fmt: skip
     print(f"Fine-tuning ({method}, {epochs} epoch(s), lr {lr}); "
           f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}", flush=True)
@@ -271,9 +272,9 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
     options = {**config["seq2seq"].get("generation", {}), **evaluation["generation"]}
     refs_of = _reference_fn(task, split)
     g2p = task.name.startswith("g2p")  # phonemes with stress digits; one word per example
-    accumulators = {"": Seq2SeqMetrics(detokenize=task.tgt_tokenizer.decode)}
+    accumulators = {"": Seq2SeqMetrics(detokenize=task.tgt_tokenizer.decode, wer_unit=task.wer_unit)}
     if g2p:
-        accumulators["_nostress"] = Seq2SeqMetrics()
+        accumulators["_nostress"] = Seq2SeqMetrics(wer_unit=task.wer_unit)
     handle = predictions_path.open("w", newline="") if predictions_path else None
     writer = csv.writer(handle, delimiter="\t") if handle else None
     if writer:
@@ -307,8 +308,6 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
         values = accumulator.compute()
         values["gen_token_accuracy"] = values.pop("token_accuracy")
         values.pop("sequence_accuracy")  # free-running sequence accuracy is exact_match
-        if g2p:
-            values["wer"] = 1.0 - values["exact_match"]  # a word is wrong if any phoneme is (G2P convention)
         metrics.update({f"{k}{suffix}": v for k, v in values.items()})
     for source, reference, hyp in samples:
         mark = "✓" if hyp == reference else "✗"

@@ -29,7 +29,9 @@ from treadmill.metrics.text import (
     reference_streams,
 )
 
-__all__ = ["Seq2SeqMetrics"]
+__all__ = ["Seq2SeqMetrics", "WER_UNITS"]
+
+WER_UNITS = ("word", "sequence")  # what WER counts as one word: a space-separated word, or a whole output
 
 _BLEU_ORDER = 4  # sacrebleu's default maximum n-gram order
 
@@ -54,6 +56,10 @@ class Seq2SeqMetrics:
     dividing), `bleu` and `chrf` (0-100, sacrebleu corpus scores), `wer` and `per` (sum of edits
     over sum of reference lengths). With several references per hypothesis, token accuracy and PER
     use the reference with the fewest token edits, WER the one with the fewest word edits.
+
+    `wer_unit="sequence"` is for tasks whose every example is one word, spelled out in units (G2P:
+    a word's phonemes): WER is then the share of hypotheses with any error, 1 - `exact_match`, as
+    that literature reports it, and PER keeps the unit-level rate.
     """
 
     def __init__(
@@ -66,7 +72,11 @@ class Seq2SeqMetrics:
         chrf_char_order: int = 6,
         chrf_word_order: int = 0,
         chrf_beta: int = 2,
+        wer_unit: str = "word",
     ) -> None:
+        if wer_unit not in WER_UNITS:
+            raise ValueError(f"Seq2SeqMetrics: wer_unit must be one of {WER_UNITS}, got {wer_unit!r}.")
+        self.wer_unit = wer_unit
         self.detokenize = detokenize
         self.bleu_tokenize = bleu_tokenize
         self.lowercase = lowercase
@@ -195,7 +205,8 @@ class Seq2SeqMetrics:
             "token_accuracy": _ratio(counts["token_matches"], counts["token_positions"], empty=1.0),
             "bleu": float(bleu),
             "chrf": float(self._chrf._compute_score_from_stats(self._chrf_stats).score),
-            "wer": _ratio(counts["word_edits"], counts["ref_words"], empty=0.0),
+            "wer": 1.0 - exact if self.wer_unit == "sequence"
+            else _ratio(counts["word_edits"], counts["ref_words"], empty=0.0),
             "per": _ratio(counts["token_edits"], counts["ref_tokens"], empty=0.0),
         }
 

@@ -7,7 +7,8 @@ reports both views of the same model:
 * teacher-forced (the model sees the reference prefix): `val_loss`, `val_perplexity`,
   `val_token_accuracy`, `val_sequence_accuracy`;
 * free-running (the model feeds itself through `generate()`): `val_exact_match`,
-  `val_gen_token_accuracy`, `val_bleu`, `val_chrf`, `val_wer`, `val_per`;
+  `val_gen_token_accuracy`, `val_bleu`, `val_chrf`, `val_wer`, `val_per` (`wer_unit="sequence"`
+  makes `val_wer` the share of wrong outputs, for tasks with one word per example such as G2P);
 * `val_exposure_gap` = teacher-forced minus free-running token accuracy. A large gap with a high
   teacher-forced accuracy is seed 000's symptom; see docs/exposure_bias.md.
 
@@ -124,6 +125,7 @@ class Seq2SeqTrainer(Trainer):
         seq2seq: Seq2SeqConfig | None = None,
         detokenize: Callable[[list[int]], str] | None = None,
         references: Callable[[dict[str, Any]], list[list[Any]]] | None = None,
+        wer_unit: str = "word",
     ) -> None:
         self.seq2seq = seq2seq or Seq2SeqConfig()
         if loss_fn is None:
@@ -135,6 +137,7 @@ class Seq2SeqTrainer(Trainer):
         )
         self.detokenize = detokenize
         self.references = references
+        self.wer_unit = wer_unit
         self.schedule = self.seq2seq.schedule()
         self._ss_generator = torch.Generator(device=self.device).manual_seed(self.data_seed + 1)
         self._last_loss: TokenLoss | None = None
@@ -273,7 +276,7 @@ class Seq2SeqTrainer(Trainer):
         self, loader: Iterable[Any], max_batches: int | None = None
     ) -> dict[str, float]:
         """Exact match, token accuracy, BLEU, chrF, WER and PER of free-running outputs, batch by batch."""
-        accumulator = Seq2SeqMetrics(detokenize=self.detokenize)
+        accumulator = Seq2SeqMetrics(detokenize=self.detokenize, wer_unit=self.wer_unit)
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
                 break

@@ -33,6 +33,8 @@ class Task:
     kind: Literal["seq2seq", "forecast"] = "seq2seq"
     references: dict[str, list[list[str]]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What WER counts as a word (treadmill.metrics.WER_UNITS): "sequence" when each example is one.
+    wer_unit: str = "word"
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_seq2seq
 
     def split_sizes(self) -> dict[str, int]:

@@ -93,6 +93,7 @@ def build_g2p_cmudict(*, max_words: int | None = None, strip_stress: bool = Fals
         src_tokenizer=src_tokenizer,
         tgt_tokenizer=tgt_tokenizer,
         references=references,
+        wer_unit="sequence",  # one word per example: WER is the share of words with any phoneme wrong
         metadata={
             "max_words": max_words,
             "strip_stress": strip_stress,
