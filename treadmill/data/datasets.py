@@ -1,7 +1,7 @@
 """Seq2seq datasets of (source text, target text) pairs, from Python lists, TSV or JSONL files.
 
 An example is a dict:
-    {"src": list[int]   source ids, no BOS/EOS,
+    {"src": list[int]   source ids, no BOS, ending with EOS (unless src_eos=False),
      "tgt": list[int]   BOS, target ids, EOS,
      "index": int}      position in `dataset.pairs` (the raw text, for BLEU/WER and predictions)
 """
