@@ -2,7 +2,7 @@
 
     treadmill train CONFIG.yaml [dotted.key=value ...] [--run-dir DIR]
     treadmill eval RUN_DIR [--split test] [dotted.key=value ...]
-    treadmill generate RUN_DIR [TEXT ...] [--set generation.field=value ...] [--attention out.png]
+    treadmill generate RUN_DIR [TEXT ...] [--set field=value ...] [--attention out.png]
     treadmill sweep CONFIG.yaml key=v1,v2 [key2=a,b ...] [--sweep-dir DIR]
     treadmill tasks
     treadmill plot RUN_DIR [RUN_DIR ...] [--metrics val_loss,loss] [--out curves.png]
