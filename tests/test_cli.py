@@ -118,7 +118,9 @@ def test_generate_decodes_with_a_decoder_only_run(tmp_path):
     gpt = "model: {name: gpt, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32, max_len: 32, dropout: 0.0}"
     config = tmp_path / "gpt.yaml"
     config.write_text(TINY.replace(model_line, gpt))
-    trained = treadmill("train", config, "--run-dir", tmp_path / "gpt", "training.epochs=1")
+    # Diagnostics on with the default watch list, which a model without an encoder must skip.
+    trained = treadmill("train", config, "--run-dir", tmp_path / "gpt", "training.epochs=1",
+                        "diagnostics.enabled=true", "diagnostics.every_n_steps=2")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     with open(tmp_path / "gpt" / "predictions.tsv") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))[:2]

@@ -102,3 +102,30 @@ def test_no_shuffle_is_sorted_and_fixed():
 def test_bad_arguments_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TokenBudgetBatchSampler([1, 2, 3], **kwargs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=LENGTHS, seed=st.integers(0, 1000), world=st.integers(1, 4), epoch=st.integers(0, 3))
+def test_shards_cover_the_epoch_in_equal_step_counts(lengths, seed, world, epoch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = TokenBudgetBatchSampler(lengths, 60, seed=seed)
+        shards = [whole.shard(world, rank) for rank in range(world)]
+    full = _epoch(whole, epoch)
+    per_rank = [_epoch(shard, epoch) for shard in shards]
+    # DDP needs every rank to take the same number of steps; the plan must agree with iteration.
+    assert len({len(batches) for batches in per_rank}) == 1
+    assert all(shard.epoch_lengths(epoch + 1)[epoch] == len(per_rank[0]) for shard in shards)
+    # Rank r takes batches r, r + world, ... of the one epoch all ranks build alike; the padding
+    # repeats batches from the start, so nothing is lost and fewer than `world` batches repeat.
+    dealt = [batch for step in zip(*per_rank, strict=True) for batch in step]
+    assert dealt[: len(full)] == full and len(dealt) - len(full) < world
+    assert dealt[len(full) :] == [full[i % len(full)] for i in range(len(dealt) - len(full))]
+
+
+def test_a_one_process_shard_is_the_whole_sampler_and_bad_ranks_are_refused():
+    sampler = TokenBudgetBatchSampler(list(range(1, 30)), 40, seed=3)
+    assert _epoch(sampler.shard(1, 0), 2) == _epoch(sampler, 2)
+    for world, rank in ((2, 2), (0, 0), (2, -1)):
+        with pytest.raises(ValueError, match=f"num_replicas={world}, rank={rank}"):
+            sampler.shard(world, rank)

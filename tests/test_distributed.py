@@ -1,5 +1,6 @@
 """DDP via torchrun on CPU (gloo): ranks agree, match one process, and resume."""
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,53 @@ def test_checkpoint_saved_under_ddp_loads_in_one_process(tmp_path):
     model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 1))
     load_model_weights(model, state["model"])
     assert not any(k.startswith("module.") for k in state["model"])
+
+
+def test_shard_loader_deals_token_budget_batches_between_ranks():
+    # Without this, every rank of a `data.max_tokens` run trained on the same batches.
+    from torch.utils.data import DataLoader
+
+    from treadmill.data import TokenBudgetBatchSampler
+    from treadmill.distributed import DistInfo, shard_loader
+
+    lengths = [1 + (i * 7) % 13 for i in range(200)]
+    sampler = TokenBudgetBatchSampler(lengths, 40, seed=5)
+    loader = DataLoader(list(range(200)), batch_sampler=sampler, collate_fn=list)
+    full = list(loader)
+    first, second = (list(shard_loader(loader, DistInfo(rank=r, world_size=2), seed=0)) for r in (0, 1))
+    assert len(first) == len(second) == -(-len(full) // 2)
+    assert first == full[0::2] and second[: len(full) // 2] == full[1::2]
+    assert {i for batch in first + second for i in batch} == set(range(200))
+
+
+TOKEN_BUDGET_RUN = """
+task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 6, n_train: 400, n_valid: 40, n_test: 40}}
+model: {name: transformer, d_model: 16, n_heads: 2, n_encoder_layers: 1, n_decoder_layers: 1, d_ff: 32, dropout: 0.0}
+data: {max_tokens: 48, eval_batch_size: 40}
+training: {epochs: 2, progress_bar: false, optimizer: {lr: 3.0e-3}}
+seq2seq: {generation: {max_len: 8}}
+evaluation: {samples: 0}
+diagnostics: {enabled: false}
+"""
+
+
+def _epoch_steps(run_dir):
+    with open(run_dir / "metrics.csv") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    return [after - before for before, after in zip([0, *steps], steps, strict=False)]
+
+
+def test_cli_under_torchrun_deals_token_budget_batches_and_rank_0_writes_the_run(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(TOKEN_BUDGET_RUN)
+    cli = ["-m", "treadmill.cli", "train", str(config), "--run-dir"]
+    one = subprocess.run([sys.executable, *cli, str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          *cli, str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    # Each rank takes half of every epoch's batches (rounded up), not all of them.
+    assert _epoch_steps(tmp_path / "two") == [-(-steps // 2) for steps in _epoch_steps(tmp_path / "one")]
+    assert two.stdout.count("Run directory:") == 1 and two.stdout.count("test: ") == 1
+    with open(tmp_path / "two" / "predictions.tsv") as handle:
+        assert len(handle.read().splitlines()) == 41

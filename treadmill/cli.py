@@ -67,6 +67,8 @@ def _train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, args.overrides)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
     summary = train_run(config, run_dir)
+    if not summary:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(f"Run directory: {run_dir}")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("train", "valid")}, default=float))
     return 0

@@ -2,7 +2,8 @@
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE for each process; when they are present the Trainer
 joins the process group (nccl on GPUs, gloo on CPUs), wraps the model in DistributedDataParallel,
-shards the training data with a DistributedSampler, and lets only rank 0 print and write files.
+shards the training data (a DistributedSampler, or the token-budget sampler's own sharding),
+and lets only rank 0 print and write files.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from treadmill.data.sampler import TokenBudgetBatchSampler
 from treadmill.data_order import loader_settings
 
-__all__ = ["DistInfo", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "barrier"]
+__all__ = ["DistInfo", "is_main_process", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class DistInfo:
     def is_main(self) -> bool:
         """Whether this process does the printing and file writing."""
         return self.rank == 0
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a torchrun job, or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def setup_distributed(device: torch.device) -> DistInfo:
@@ -63,11 +70,14 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def shard_loader(loader: Any, info: DistInfo, seed: int) -> Any:
-    """A loader whose plain sampler is replaced by a DistributedSampler (others kept as they are)."""
+    """This process's share of a loader: a DistributedSampler, or a sharded token-budget sampler."""
     if not isinstance(loader, DataLoader) or isinstance(loader.sampler, DistributedSampler):
         return loader
+    if isinstance(loader.batch_sampler, TokenBudgetBatchSampler):
+        sharded = loader.batch_sampler.shard(info.world_size, info.rank)
+        return DataLoader(loader.dataset, batch_sampler=sharded, **loader_settings(loader))
     if loader.batch_sampler is None or type(loader.batch_sampler).__name__ != "BatchSampler":
-        return loader  # a custom batch sampler must shard itself (e.g. TokenBudgetBatchSampler)
+        return loader  # any other custom batch sampler must shard itself
     sampler: DistributedSampler[Any] = DistributedSampler(
         loader.dataset,
         num_replicas=info.world_size,

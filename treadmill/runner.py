@@ -27,6 +27,7 @@ from torch import nn
 
 from treadmill.callbacks.base import Callback
 from treadmill.checkpoint import average_checkpoints, load_checkpoint, load_model_weights
+from treadmill.distributed import barrier, is_main_process
 from treadmill.metrics import Seq2SeqMetrics
 from treadmill.models.registry import build_model
 from treadmill.runconfig import RunConfigError, training_config
@@ -88,28 +89,33 @@ def _loaders(config: dict[str, Any], task: Any) -> dict[str, Any]:
     return loaders
 
 
-def _callbacks(config: dict[str, Any], run_dir: Path) -> list[Callback]:
-    callbacks: list[Callback] = []
-    try:
-        from treadmill.callbacks.loggers import CSVLogger, TensorBoardLogger
-    except ImportError:  # loggers are optional pieces; training works without them
-        return callbacks
-    callbacks.append(CSVLogger(run_dir))
-    try:
-        callbacks.append(TensorBoardLogger(run_dir))
-    except ImportError:
-        pass
+def _callbacks(config: dict[str, Any], run_dir: Path, loggers: bool = True) -> list[Callback]:
+    callbacks: list[Callback] = _loggers(run_dir) if loggers else []
     diag = config["diagnostics"]
     if diag.get("enabled"):
         try:
             from treadmill.callbacks.alarms import HealthMonitor
             from treadmill.callbacks.diagnostics import Diagnostics
 
-            callbacks.append(Diagnostics(every_n_steps=diag["every_n_steps"], watch=tuple(diag["watch"]) or ("encoder",)))
+            # An empty watch list keeps Diagnostics' default, which a model without an encoder skips.
+            watch = {"watch": tuple(diag["watch"])} if diag["watch"] else {}
+            callbacks.append(Diagnostics(every_n_steps=diag["every_n_steps"], **watch))
             callbacks.append(HealthMonitor(on_alarm=diag["on_alarm"]))
         except ImportError:
             pass
     return callbacks
+
+
+def _loggers(run_dir: Path) -> list[Callback]:
+    """metrics.csv and steps.csv, and TensorBoard files where tensorboard is installed."""
+    from treadmill.callbacks.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Callback] = [CSVLogger(run_dir)]
+    try:
+        loggers.append(TensorBoardLogger(run_dir))
+    except ImportError:  # an optional extra; training works without it
+        pass
+    return loggers
 
 
 def make_trainer(config: dict[str, Any], task: Any, model: nn.Module, loaders: dict[str, Any], run_dir: Path,
@@ -157,23 +163,33 @@ def write_run_files(run_dir: Path, config: dict[str, Any], task: Any) -> None:
 def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train as the config says, evaluate on the test split, write the run directory."""
     started = time.perf_counter()
+    main = is_main_process()  # under torchrun every rank trains; rank 0 alone writes and evaluates
     task = build_task(config)
-    write_run_files(run_dir, config, task)
+    if main:
+        write_run_files(run_dir, config, task)
     torch.manual_seed(config["seed"])
     model = build_run_model(config, task)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"Task {task.name}: {task.split_sizes()}; model {config['model']['name']} with {n_params:,} parameters.", flush=True)
+    if main:
+        print(f"Task {task.name}: {task.split_sizes()}; model {config['model']['name']} with {n_params:,} parameters.", flush=True)
     loaders = _loaders(config, task)
-    trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir))
+    trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir, loggers=main))
     history = trainer.fit(resume_from=config["training"].get("resume_from"))
-    weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config["evaluation"]["average_last"])
-    if weights:
-        print(f"Loaded {weights}.", flush=True)
-    if config["sequence_level"]["enabled"]:
+    finetune = config["sequence_level"]["enabled"]
+    if finetune:
+        barrier()  # every rank fine-tunes from the weights rank 0 has finished writing
+    if main or finetune:
+        weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config["evaluation"]["average_last"])
+        if weights and main:
+            print(f"Loaded {weights}.", flush=True)
+    if finetune:
         trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
         history = trainer.history
     train_seconds = time.perf_counter() - started
-    final = evaluate_splits(config, task, trainer, loaders, run_dir)
+    # Every rank evaluates (the teacher-forced metrics are all-reduced); rank 0 alone reports.
+    final = evaluate_splits(config, task, trainer, loaders, run_dir, write_predictions=main, report=main)
+    if not main:
+        return {}
     summary = {
         "task": task.name,
         "model": config["model"]["name"],
@@ -211,7 +227,7 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
         trainer.model, training_config(training), loaders["train"], loaders.get("valid"),
         seq2seq=Seq2SeqConfig(**config["seq2seq"]), detokenize=task.tgt_tokenizer.decode,
         references=_reference_fn(task, "valid"), wer_unit=task.wer_unit,
-        callbacks=_callbacks(config, run_dir / "finetune"), **extra,
+        callbacks=_callbacks(config, run_dir / "finetune", loggers=is_main_process()), **extra,
     )  # fmt: skip
     print(f"Fine-tuning ({method}, {epochs} epoch(s), lr {lr}); "
           f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}", flush=True)
@@ -249,7 +265,7 @@ def _load_final_weights(model: nn.Module, checkpoint_dir: Path, average_last: in
 
 
 def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path,
-                    write_predictions: bool = True) -> dict[str, Any]:
+                    write_predictions: bool = True, report: bool = True) -> dict[str, Any]:
     """Metrics of the configured evaluation splits; predictions.tsv (test) and samples for seq2seq."""
     results: dict[str, Any] = {}
     for split in config["evaluation"]["splits"]:
@@ -259,14 +275,16 @@ def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: di
             results[split] = evaluate_forecast(trainer, task, loaders[split])
         else:
             metrics = trainer.evaluate(loaders[split], decode=False)  # teacher-forced view
-            metrics.update(decode_split(config, task, trainer, split, loaders[split], run_dir / "predictions.tsv" if split == "test" and write_predictions else None))
+            predictions = run_dir / "predictions.tsv" if split == "test" and write_predictions else None
+            metrics.update(decode_split(config, task, trainer, split, loaders[split], predictions, report))
             results[split] = metrics
-        print(f"{split}: " + json.dumps({k: round(v, 4) for k, v in results[split].items() if isinstance(v, float)}), flush=True)
+        if report:
+            print(f"{split}: " + json.dumps({k: round(v, 4) for k, v in results[split].items() if isinstance(v, float)}), flush=True)
     return results
 
 
 def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, loader: Any,
-                 predictions_path: Path | None) -> dict[str, float]:
+                 predictions_path: Path | None, report: bool = True) -> dict[str, float]:
     """Free-running decoding of a split, streamed batch by batch into metrics and predictions."""
     evaluation = config["evaluation"]
     options = {**config["seq2seq"].get("generation", {}), **evaluation["generation"]}
@@ -298,7 +316,7 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
                 source, reference = dataset.pairs[row]
                 if writer:
                     writer.writerow([source, reference, hyp_text])
-                if len(samples) < evaluation["samples"]:
+                if report and len(samples) < evaluation["samples"]:
                     samples.append((source, reference, hyp_text))
     finally:
         if handle:

@@ -50,6 +50,7 @@ def run_status(summary: dict[str, Any], monitor: str) -> str:
 
 def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
     """Train every combination (skipping finished ones), record failures, write the tables."""
+    from treadmill.distributed import is_main_process
     from treadmill.runner import train_run
 
     combos = parse_grid(grid)
@@ -72,7 +73,8 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.txt").write_text(traceback.format_exc())
         rows.append(_row(overrides, summary, load_run_config(config_path, overrides)))
-        write_tables(rows, sweep_dir)
+        if is_main_process():  # under torchrun the other ranks train but have no results to write
+            write_tables(rows, sweep_dir)
     return rows
 
 

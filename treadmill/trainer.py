@@ -614,7 +614,9 @@ class Trainer:
         return atomic_save(self.state_dict(), path)
 
     def export_weights(self, path: str | Path) -> Path:
-        """Write the model's weights as safetensors."""
+        """Write the model's weights as safetensors (on the main process only)."""
+        if not self.dist.is_main:
+            return Path(path)
         return export_weights(self.model, path)
 
     def _restore(self, resume_from: str | Path) -> tuple[int, int]:

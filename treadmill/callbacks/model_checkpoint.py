@@ -114,7 +114,7 @@ class ModelCheckpoint(Callback):
             self.saved.sort(key=lambda item: item[0], reverse=self.mode == "max")
             kept = {p for _, p in self.saved[: self.save_top_k]}
             for _, stale in self.saved[self.save_top_k :]:
-                if stale not in kept and Path(stale).exists():
+                if trainer.dist.is_main and stale not in kept and Path(stale).exists():
                     os.remove(stale)
             self.saved = self.saved[: self.save_top_k]
         if self.verbose:

@@ -11,12 +11,19 @@ so a resumed run that calls `set_epoch(e)` sees epoch e's order again. As with t
 DistributedSampler, the training loop must call `set_epoch(epoch)` before each epoch; without it
 every epoch repeats epoch 0's order.
 
+Under several processes (`shard(num_replicas, rank)`, which Treadmill's Trainer calls under
+torchrun), every rank builds the same epoch's batches and takes every `num_replicas`-th one,
+starting at its rank. The list is first padded by repeating batches from its start so that all
+ranks take the same number of steps, as DistributedDataParallel needs; like torch's
+DistributedSampler, a few samples are then seen twice in an epoch.
+
 A sample longer than `max_tokens` on its own cannot fit; it gets a batch of its own and the
 constructor warns once with the count (it is not dropped, so no data disappears silently).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -67,8 +74,22 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
                 "batch of its own. Raise max_tokens or filter long samples (max_src_len/max_tgt_len).",
                 stacklevel=2,
             )
+        self.num_replicas = 1
+        self.rank = 0
         self.epoch = 0
         self._batches = self._make_batches(0)
+
+    def shard(self, num_replicas: int, rank: int) -> TokenBudgetBatchSampler:
+        """A copy that yields only process `rank`'s share of each epoch's batches."""
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(
+                f"TokenBudgetBatchSampler.shard: need num_replicas >= 1 and 0 <= rank < num_replicas, "
+                f"got num_replicas={num_replicas}, rank={rank}."
+            )
+        sharded = copy.copy(self)
+        sharded.num_replicas, sharded.rank = int(num_replicas), int(rank)
+        sharded._batches = sharded._make_batches(sharded.epoch)
+        return sharded
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch `epoch`'s batches (call before iterating each epoch)."""
@@ -109,7 +130,15 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
             batches.extend(self._cut(idx))
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
+        return self._rank_share(batches)
+
+    def _rank_share(self, batches: list[list[int]]) -> list[list[int]]:
+        """This rank's batches: every num_replicas-th of the list padded to a multiple of it."""
+        if self.num_replicas == 1 or not batches:
+            return batches
+        per_rank = -(-len(batches) // self.num_replicas)
+        padded = [batches[i % len(batches)] for i in range(per_rank * self.num_replicas)]
+        return padded[self.rank :: self.num_replicas]
 
     def _cut(self, sorted_idx: np.ndarray) -> list[list[int]]:
         """Greedily cut length-sorted indices into batches within the budget."""
