@@ -6,8 +6,8 @@ validation WER reaches the target (default 25%); the table gives the training ti
 and the test WER of the model at that moment (the test split is decoded once, at the end).
 
 * Treadmill: the run built by treadmill.runner (build_task, build_run_model, make_trainer), i.e.
-  a Seq2SeqTrainer and a pre-norm TransformerSeq2Seq with the sizes and optimisation of
-  examples/g2p_full.yaml (sizes, dropout, epochs, learning rate and warm-up are read from that
+  a Seq2SeqTrainer and a TransformerSeq2Seq with the blocks, sizes and optimisation of
+  examples/g2p_full.yaml (norm placement, sizes, dropout, epochs, learning rate and warm-up are read from that
   file, as are AdamW's betas and weight decay (off norms and biases), gradient clipping and
   label smoothing; cosine to 0 after the warm-up).
 * HF: transformers' Seq2SeqTrainer with a BartForConditionalGeneration of the same sizes (BART is
@@ -225,7 +225,8 @@ def run_treadmill(args: argparse.Namespace, task: Task) -> Result:
         "task": {"name": "g2p-cmudict", "options": {"max_words": args.max_words}},
         "model": {"name": "transformer", "d_model": args.d_model, "n_heads": args.heads,
                   "n_encoder_layers": args.layers, "n_decoder_layers": args.layers,
-                  "d_ff": args.d_ff, "dropout": args.dropout, "positional": "sinusoidal"},
+                  "d_ff": args.d_ff, "dropout": args.dropout, "norm_first": args.norm_first,
+                  "positional": "sinusoidal"},
         "data": {"batch_size": args.batch_size, "max_tokens": None},
         "training": {
             "epochs": args.epochs, "max_steps": args.max_steps, "progress_bar": False,
@@ -379,7 +380,8 @@ def recipe_defaults(path: Path = RECIPE) -> dict[str, Any]:
         raise ValueError(f"{path}: this benchmark needs as many encoder as decoder layers")
     return {
         "d_model": model["d_model"], "heads": model["n_heads"], "layers": model["n_encoder_layers"],
-        "d_ff": model["d_ff"], "dropout": model["dropout"], "epochs": training["epochs"],
+        "d_ff": model["d_ff"], "dropout": model["dropout"], "norm_first": model.get("norm_first", True),
+        "epochs": training["epochs"],
         "lr": optimizer["lr"], "warmup": training["scheduler"]["params"]["warmup_steps"],
         "weight_decay": optimizer["weight_decay"], "betas": optimizer["params"]["betas"],
         "max_grad_norm": training["max_grad_norm"],
