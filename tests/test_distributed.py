@@ -1,6 +1,7 @@
 """DDP via torchrun on CPU (gloo): ranks agree, match one process, and resume."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,11 @@ def test_cli_under_torchrun_deals_token_budget_batches_and_rank_0_writes_the_run
     assert two.stdout.count("Run directory:") == 1 and two.stdout.count("test: ") == 1
     with open(tmp_path / "two" / "predictions.tsv") as handle:
         assert len(handle.read().splitlines()) == 41
+    # Both ranks evaluated the saved best weights: one process scoring them gets the same numbers.
+    reported = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
+    alone = subprocess.run([sys.executable, "-m", "treadmill.cli", "eval", str(tmp_path / "two")],
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr
+    rescored = json.loads(alone.stdout.strip().splitlines()[-1])
+    assert rescored["loss"] == pytest.approx(reported["loss"], rel=1e-5)
+    assert rescored["exact_match"] == reported["exact_match"]

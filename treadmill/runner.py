@@ -175,14 +175,12 @@ def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     loaders = _loaders(config, task)
     trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir, loggers=main))
     history = trainer.fit(resume_from=config["training"].get("resume_from"))
-    finetune = config["sequence_level"]["enabled"]
-    if finetune:
-        barrier()  # every rank fine-tunes from the weights rank 0 has finished writing
-    if main or finetune:
-        weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config["evaluation"]["average_last"])
-        if weights and main:
-            print(f"Loaded {weights}.", flush=True)
-    if finetune:
+    # Every rank evaluates (and may fine-tune) the same weights: those rank 0 has finished writing.
+    barrier()
+    weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config["evaluation"]["average_last"])
+    if weights and main:
+        print(f"Loaded {weights}.", flush=True)
+    if config["sequence_level"]["enabled"]:
         trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
         history = trainer.history
     train_seconds = time.perf_counter() - started
@@ -233,6 +231,7 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
           f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}", flush=True)
     tuned.history["before_finetune"] = before  # type: ignore[assignment]
     tuned.fit()
+    barrier()  # rank 0 has written the fine-tuned checkpoints before any rank loads them
     _load_final_weights(tuned.model, run_dir / FINETUNE_CHECKPOINTS, None)
     return tuned
 
