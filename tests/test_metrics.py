@@ -26,6 +26,7 @@ from treadmill.metrics import (
     token_error_rate,
     word_error_rate,
 )
+from treadmill.seq2seq import Seq2SeqTrainer
 
 # ---------------------------------------------------------------- teacher-forced counts
 
@@ -302,5 +303,8 @@ def test_sequence_wer_counts_each_output_as_one_word():
 
 
 def test_an_unknown_wer_unit_is_refused_by_name():
-    with pytest.raises(ValueError, match="wer_unit must be one of .*'phoneme'"):
-        Seq2SeqMetrics(wer_unit="phoneme")
+    with pytest.raises(ValueError, match="Seq2SeqMetrics: wer_unit must be one of .*'phoneme'"):
+        Seq2SeqMetrics(wer_unit="phoneme")  # type: ignore[arg-type]
+    # The trainer refuses it when built, not at its first validation decode an epoch later.
+    with pytest.raises(ValueError, match="Seq2SeqTrainer: wer_unit must be one of .*'phoneme'"):
+        Seq2SeqTrainer(torch.nn.Linear(2, 2), wer_unit="phoneme")  # type: ignore[arg-type]

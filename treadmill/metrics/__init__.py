@@ -2,7 +2,7 @@
 accumulators for free-running evaluation, and forecasting errors."""
 
 from treadmill.metrics.forecasting import mae, mase, mse, naive_scale
-from treadmill.metrics.streaming import Seq2SeqMetrics
+from treadmill.metrics.streaming import WER_UNITS, Seq2SeqMetrics, WerUnit, check_wer_unit
 from treadmill.metrics.teacher_forced import perplexity, sequence_accuracy, token_accuracy
 from treadmill.metrics.text import (
     best_reference,
@@ -34,6 +34,9 @@ __all__ = [
     "exact_match",
     "strip_special_tokens",
     "Seq2SeqMetrics",
+    "WER_UNITS",
+    "WerUnit",
+    "check_wer_unit",
     "mae",
     "mse",
     "mase",

@@ -18,7 +18,7 @@ subwords to real words.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sacrebleu.metrics import BLEU, CHRF
 
@@ -29,9 +29,18 @@ from treadmill.metrics.text import (
     reference_streams,
 )
 
-__all__ = ["Seq2SeqMetrics", "WER_UNITS"]
+__all__ = ["Seq2SeqMetrics", "WER_UNITS", "WerUnit", "check_wer_unit"]
 
-WER_UNITS = ("word", "sequence")  # what WER counts as one word: a space-separated word, or a whole output
+WerUnit = Literal["word", "sequence"]  # what WER counts as one word: a space-separated word, or a whole output
+WER_UNITS: tuple[WerUnit, ...] = get_args(WerUnit)
+
+
+def check_wer_unit(wer_unit: str, owner: str) -> WerUnit:
+    """`wer_unit` itself when it is one of WER_UNITS; a ValueError naming `owner` otherwise."""
+    if wer_unit not in WER_UNITS:
+        raise ValueError(f"{owner}: wer_unit must be one of {WER_UNITS}, got {wer_unit!r}.")
+    return wer_unit  # type: ignore[return-value]
+
 
 _BLEU_ORDER = 4  # sacrebleu's default maximum n-gram order
 
@@ -72,11 +81,9 @@ class Seq2SeqMetrics:
         chrf_char_order: int = 6,
         chrf_word_order: int = 0,
         chrf_beta: int = 2,
-        wer_unit: str = "word",
+        wer_unit: WerUnit = "word",
     ) -> None:
-        if wer_unit not in WER_UNITS:
-            raise ValueError(f"Seq2SeqMetrics: wer_unit must be one of {WER_UNITS}, got {wer_unit!r}.")
-        self.wer_unit = wer_unit
+        self.wer_unit = check_wer_unit(wer_unit, "Seq2SeqMetrics")
         self.detokenize = detokenize
         self.bleu_tokenize = bleu_tokenize
         self.lowercase = lowercase

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from treadmill.data.collate import collate_seq2seq
 from treadmill.data.sampler import TokenBudgetBatchSampler
 from treadmill.data.tokenizers import Tokenizer
+from treadmill.metrics.streaming import WerUnit
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Task:
     references: dict[str, list[list[str]]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # What WER counts as a word (treadmill.metrics.WER_UNITS): "sequence" when each example is one.
-    wer_unit: str = "word"
+    wer_unit: WerUnit = "word"
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_seq2seq
 
     def split_sizes(self) -> dict[str, int]:
