@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from treadmill.distributed import is_main_process
+
 WORKER = Path(__file__).parent / "scripts" / "ddp_worker.py"
 
 
@@ -75,6 +77,16 @@ def test_resume_under_torchrun_continues_to_the_same_weights(one_process, tmp_pa
         )
 
 
+def test_a_stop_one_rank_asks_for_is_agreed_at_the_next_log_step(tmp_path):
+    # 64 samples, 4 per rank: 8 steps an epoch. Rank 1 alone asks to stop at step 3; stopping there
+    # alone would leave rank 0 waiting in step 4's gradient all-reduce.
+    torchrun(tmp_path, "--batch-size", 4, "--stop-rank1-at-step", 3, "--log-frequency", 4)
+    first, second = load(tmp_path, 0), load(tmp_path, 1)
+    assert first["global_step"] == second["global_step"] == 4
+    for name, value in first["weights"].items():
+        torch.testing.assert_close(second["weights"][name], value)
+
+
 def test_checkpoint_saved_under_ddp_loads_in_one_process(tmp_path):
     from torch import nn
 
@@ -108,7 +120,9 @@ TOKEN_BUDGET_RUN = """
 task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 6, n_train: 400, n_valid: 40, n_test: 40}}
 model: {name: transformer, d_model: 16, n_heads: 2, n_encoder_layers: 1, n_decoder_layers: 1, d_ff: 32, dropout: 0.0}
 data: {max_tokens: 48, eval_batch_size: 40}
-training: {epochs: 2, progress_bar: false, optimizer: {lr: 3.0e-3}}
+# "Best" is the highest validation loss, so the best weights (which every rank must evaluate)
+# are an early epoch's, not the last epoch's that each rank holds when training ends.
+training: {epochs: 3, progress_bar: false, optimizer: {lr: 3.0e-3}, monitor: val_loss, monitor_mode: max}
 seq2seq: {generation: {max_len: 8}}
 evaluation: {samples: 0}
 diagnostics: {enabled: false}
@@ -136,10 +150,42 @@ def test_cli_under_torchrun_deals_token_budget_batches_and_rank_0_writes_the_run
     with open(tmp_path / "two" / "predictions.tsv") as handle:
         assert len(handle.read().splitlines()) == 41
     # Both ranks evaluated the saved best weights: one process scoring them gets the same numbers.
-    reported = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    val_loss = summary["history"]["val_loss"]
+    assert max(val_loss) != val_loss[-1], "the test needs a best epoch that is not the last"
+    reported = summary["test"]
     alone = subprocess.run([sys.executable, "-m", "treadmill.cli", "eval", str(tmp_path / "two")],
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr
     rescored = json.loads(alone.stdout.strip().splitlines()[-1])
     assert rescored["loss"] == pytest.approx(reported["loss"], rel=1e-5)
     assert rescored["exact_match"] == reported["exact_match"]
+
+
+def test_sequence_level_fine_tuning_runs_under_torchrun(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(TOKEN_BUDGET_RUN)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "treadmill.cli", "train", str(config), "--run-dir", str(tmp_path / "run"),
+                          "training.epochs=1", "sequence_level.enabled=true", "sequence_level.max_steps=2"],
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert two.stdout.count("Fine-tuning (mrt") == 1 and two.stdout.count("test: ") == 1
+    assert (tmp_path / "run" / "checkpoints_finetune" / "last.pt").is_file()
+    # The fine-tuned weights every rank evaluated are the ones `treadmill eval` loads.
+    reported = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    alone = subprocess.run([sys.executable, "-m", "treadmill.cli", "eval", str(tmp_path / "run")],
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout.strip().splitlines()[-1])["loss"] == pytest.approx(reported["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(("env", "main"), [({}, True), ({"RANK": "0", "WORLD_SIZE": "2"}, True),
+                                           ({"RANK": "1", "WORLD_SIZE": "2"}, False),
+                                           ({"RANK": "3", "WORLD_SIZE": "1"}, True)])  # a leftover RANK alone
+def test_is_main_process_follows_torchrun_variables(monkeypatch, env, main):
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert is_main_process() is main

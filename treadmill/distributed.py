@@ -20,7 +20,10 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from treadmill.data.sampler import TokenBudgetBatchSampler
 from treadmill.data_order import loader_settings
 
-__all__ = ["DistInfo", "is_main_process", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "barrier"]
+__all__ = [
+    "DistInfo", "is_main_process", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "any_rank",
+    "all_gather_objects", "broadcast_object", "broadcast_module", "barrier",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class DistInfo:
 
 def is_main_process() -> bool:
     """Whether this process is rank 0 of a torchrun job, or the only process."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
 
 
 def setup_distributed(device: torch.device) -> DistInfo:
@@ -90,16 +93,51 @@ def shard_loader(loader: Any, info: DistInfo, seed: int) -> Any:
                       **loader_settings(loader))
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def all_reduce_sum(value: Any, device: torch.device) -> torch.Tensor:
     """The sum of a number or tensor over all processes (the value itself when not distributed)."""
     tensor = value.detach().clone().double() if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
-    if dist.is_available() and dist.is_initialized():
+    if _distributed():
         tensor = tensor.to(device if device.type == "cuda" else "cpu")
         dist.all_reduce(tensor)
     return tensor
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether `flag` is true on at least one process (the flag itself when not distributed)."""
+    return bool(all_reduce_sum(float(flag), device) > 0) if _distributed() else flag
+
+
+def all_gather_objects(value: Any) -> list[Any]:
+    """Every process's `value` (picklable), in rank order; `[value]` when not distributed."""
+    if not _distributed():
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's `value` (picklable) on every process; `value` itself when not distributed."""
+    if not _distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Overwrite every parameter and buffer with rank 0's, in place (no files, so no shared disk needed)."""
+    if not _distributed():
+        return
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor.data, src=0)
+
+
 def barrier() -> None:
     """Wait for every process (no-op when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
+    if _distributed():
         dist.barrier()

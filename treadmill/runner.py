@@ -26,8 +26,13 @@ import torch
 from torch import nn
 
 from treadmill.callbacks.base import Callback
-from treadmill.checkpoint import average_checkpoints, load_checkpoint, load_model_weights
-from treadmill.distributed import barrier, is_main_process
+from treadmill.checkpoint import (
+    average_checkpoints,
+    load_checkpoint,
+    load_model_weights,
+    unwrap_model,
+)
+from treadmill.distributed import broadcast_module, broadcast_object, is_main_process
 from treadmill.metrics import Seq2SeqMetrics
 from treadmill.models.registry import build_model
 from treadmill.runconfig import RunConfigError, training_config
@@ -161,9 +166,10 @@ def write_run_files(run_dir: Path, config: dict[str, Any], task: Any) -> None:
 
 
 def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Train as the config says, evaluate on the test split, write the run directory."""
+    """Train as the config says, evaluate on the test split, write the run directory; the summary
+    (`{}` on every torchrun rank but 0)."""
     started = time.perf_counter()
-    main = is_main_process()  # under torchrun every rank trains; rank 0 alone writes and evaluates
+    main = is_main_process()  # under torchrun every rank trains and evaluates; rank 0 alone writes and reports
     task = build_task(config)
     if main:
         write_run_files(run_dir, config, task)
@@ -175,16 +181,14 @@ def train_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     loaders = _loaders(config, task)
     trainer = make_trainer(config, task, model, loaders, run_dir, _callbacks(config, run_dir, loggers=main))
     history = trainer.fit(resume_from=config["training"].get("resume_from"))
-    # Every rank evaluates (and may fine-tune) the same weights: those rank 0 has finished writing.
-    barrier()
-    weights = _load_final_weights(trainer.model, run_dir / "checkpoints", config["evaluation"]["average_last"])
+    weights = _load_final_weights(unwrap_model(trainer.model), run_dir / "checkpoints", config["evaluation"]["average_last"])
     if weights and main:
         print(f"Loaded {weights}.", flush=True)
     if config["sequence_level"]["enabled"]:
         trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
         history = trainer.history
     train_seconds = time.perf_counter() - started
-    # Every rank evaluates (the teacher-forced metrics are all-reduced); rank 0 alone reports.
+    # Every rank evaluates the whole split (the teacher-forced metrics are all-reduced); rank 0 alone reports.
     final = evaluate_splits(config, task, trainer, loaders, run_dir, write_predictions=main, report=main)
     if not main:
         return {}
@@ -214,6 +218,8 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
     epochs, lr, max_steps = options.pop("epochs"), options.pop("lr"), options.pop("max_steps")
     options.pop("enabled")
     before = trainer.evaluate(loaders["valid"], prefix="val_") if "valid" in loaders else {}
+    model = unwrap_model(trainer.model)  # the new trainer wraps it for DDP itself; the old wrapper goes
+    trainer.model = model
     training = {**config["training"], "epochs": epochs, "max_steps": max_steps, "scheduler": None, "resume_from": None,
                 "checkpoint_dir": str(run_dir / FINETUNE_CHECKPOINTS),
                 "optimizer": {**config["training"].get("optimizer", {}), "lr": lr}}
@@ -222,17 +228,16 @@ def finetune_sequence_level(config: dict[str, Any], task: Any, trainer: Any, loa
     method = options.get("method", "mrt")
     extra = {} if method == "mle" else {"sequence_level": SequenceLevelConfig(**options)}
     tuned = (Seq2SeqTrainer if method == "mle" else SequenceLevelTrainer)(
-        trainer.model, training_config(training), loaders["train"], loaders.get("valid"),
+        model, training_config(training), loaders["train"], loaders.get("valid"),
         seq2seq=Seq2SeqConfig(**config["seq2seq"]), detokenize=task.tgt_tokenizer.decode,
         references=_reference_fn(task, "valid"), wer_unit=task.wer_unit,
         callbacks=_callbacks(config, run_dir / "finetune", loggers=is_main_process()), **extra,
     )  # fmt: skip
-    print(f"Fine-tuning ({method}, {epochs} epoch(s), lr {lr}); "
-          f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}", flush=True)
+    tuned.print(f"Fine-tuning ({method}, {epochs} epoch(s), lr {lr}); "
+                f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}")
     tuned.history["before_finetune"] = before  # type: ignore[assignment]
     tuned.fit()
-    barrier()  # rank 0 has written the fine-tuned checkpoints before any rank loads them
-    _load_final_weights(tuned.model, run_dir / FINETUNE_CHECKPOINTS, None)
+    _load_final_weights(unwrap_model(tuned.model), run_dir / FINETUNE_CHECKPOINTS, None)
     return tuned
 
 
@@ -251,7 +256,18 @@ def _averaged_weights(checkpoint_dir: Path, count: int) -> tuple[dict[str, torch
 
 def _load_final_weights(model: nn.Module, checkpoint_dir: Path, average_last: int | None) -> str | None:
     """Load the weights a training phase is evaluated with (the mean of its last `average_last`
-    checkpoints when given, else its best, else its last); say which, or None if none exist."""
+    checkpoints when given, else its best, else its last); say which, or None if none exist.
+    Under torchrun rank 0 reads the files (it wrote them) and sends the weights to the other ranks,
+    which may run on machines that cannot see its disk."""
+    source = _read_final_weights(model, checkpoint_dir, average_last) if is_main_process() else None
+    source = broadcast_object(source)
+    if source is not None:
+        broadcast_module(model)
+    return source
+
+
+def _read_final_weights(model: nn.Module, checkpoint_dir: Path, average_last: int | None) -> str | None:
+    """`_load_final_weights` in one process."""
     if average_last:
         state, source = _averaged_weights(checkpoint_dir, average_last)
     else:

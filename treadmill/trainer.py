@@ -50,7 +50,13 @@ from treadmill.checks import (
 )
 from treadmill.config import TrainingConfig
 from treadmill.data_order import epoch_iterator, seed_epoch
-from treadmill.distributed import all_reduce_sum, setup_distributed, shard_loader, wrap_ddp
+from treadmill.distributed import (
+    all_reduce_sum,
+    any_rank,
+    setup_distributed,
+    shard_loader,
+    wrap_ddp,
+)
 from treadmill.optim import build_optimizer, build_scheduler
 from treadmill.precision import autocast_context, make_grad_scaler, resolve_precision
 from treadmill.signals import GracefulStop, TrainingInterrupted
@@ -269,7 +275,7 @@ class Trainer:
                 if self.val_dataloader is not None and (epoch + 1) % self.config.validation_frequency == 0:
                     metrics.update(self._validate())
                 self._end_epoch(epoch, metrics)
-                if self.should_stop or self._reached_max_steps():
+                if self._stop_now(sync=True):
                     break
         except BaseException as exc:
             for cb in self.callbacks:
@@ -322,7 +328,7 @@ class Trainer:
                 self._maybe_checkpoint_mid_epoch()
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch, batch_idx, loss.detach())
-            if self.should_stop or self._reached_max_steps():
+            if self._stop_now(sync=end_of_group and self._is_log_step()):
                 break
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
@@ -408,6 +414,16 @@ class Trainer:
 
     def _is_log_step(self) -> bool:
         return self.global_step % self.config.log_frequency == 0
+
+    def _stop_now(self, sync: bool) -> bool:
+        """Whether training ends here. Under DDP every rank must stop at the same step, so a stop one
+        rank asked for (an alarm, early stopping) is agreed on only at `sync` points: log steps and
+        epoch ends, where every rank arrives together."""
+        if self.dist.enabled:
+            if not sync:
+                return self._reached_max_steps()
+            self.should_stop = any_rank(self.should_stop, self.device)
+        return self.should_stop or self._reached_max_steps()
 
     def _reached_max_steps(self) -> bool:
         return self.config.max_steps is not None and self.global_step >= self.config.max_steps

@@ -31,7 +31,14 @@ from torch import Tensor
 from treadmill.checkpoint import unwrap_model
 from treadmill.config import ConfigError
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
-from treadmill.metrics import Seq2SeqMetrics, sequence_accuracy, token_accuracy
+from treadmill.distributed import all_gather_objects
+from treadmill.metrics import (
+    Seq2SeqMetrics,
+    WerUnit,
+    check_wer_unit,
+    sequence_accuracy,
+    token_accuracy,
+)
 from treadmill.seq2seq.losses import LabelSmoothedCrossEntropy
 from treadmill.seq2seq.scheduled_sampling import ScheduledSamplingSchedule, mix_two_pass
 from treadmill.trainer import Trainer
@@ -125,8 +132,9 @@ class Seq2SeqTrainer(Trainer):
         seq2seq: Seq2SeqConfig | None = None,
         detokenize: Callable[[list[int]], str] | None = None,
         references: Callable[[dict[str, Any]], list[list[Any]]] | None = None,
-        wer_unit: str = "word",
+        wer_unit: WerUnit = "word",
     ) -> None:
+        check_wer_unit(wer_unit, "Seq2SeqTrainer")  # before the model moves or the process group forms
         self.seq2seq = seq2seq or Seq2SeqConfig()
         if loss_fn is None:
             loss_fn = LabelSmoothedCrossEntropy(
@@ -275,7 +283,7 @@ class Seq2SeqTrainer(Trainer):
     def decode_metrics(
         self, loader: Iterable[Any], max_batches: int | None = None
     ) -> dict[str, float]:
-        """Exact match, token accuracy, BLEU, chrF, WER and PER of free-running outputs, batch by batch."""
+        """Exact match, token accuracy, BLEU, chrF, WER and PER of free-running outputs (every rank's, under DDP)."""
         accumulator = Seq2SeqMetrics(detokenize=self.detokenize, wer_unit=self.wer_unit)
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
@@ -288,6 +296,11 @@ class Seq2SeqTrainer(Trainer):
                 else [[strip_target(r.tolist())] for r in batch["tgt"]]
             )
             accumulator.update(hyps, refs)
+        if self.dist.enabled:  # every rank decoded its shard: all must see (and stop on) the same numbers
+            states = all_gather_objects(accumulator.state_dict())
+            accumulator.reset()
+            for state in states:
+                accumulator.merge_state(state)
         if len(accumulator) == 0:
             return {}
         result = accumulator.compute()
