@@ -6,11 +6,13 @@ import csv
 import itertools
 import json
 import math
+import os
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from treadmill.callbacks.base import infer_mode
 from treadmill.runconfig import RunConfigError, load_run_config
 
 __all__ = ["parse_grid", "run_sweep", "run_status", "write_tables"]
@@ -42,6 +44,8 @@ def run_status(summary: dict[str, Any], monitor: str) -> str:
     if any(not math.isfinite(v) for v in values) or not math.isfinite(summary.get("train", {}).get("loss", 0.0)):
         return "diverged"
     if len(values) >= 2 and "loss" not in monitor:
+        if infer_mode(monitor) == "min":  # an error rate: judge the share it gets right
+            values = [1.0 - v for v in values]
         best, last = max(values), values[-1]
         if best > 0 and last < 0.5 * best:
             return "collapsed"
@@ -50,9 +54,13 @@ def run_status(summary: dict[str, Any], monitor: str) -> str:
 
 def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
     """Train every combination (skipping finished ones), record failures, write the tables."""
-    from treadmill.distributed import is_main_process
+    from treadmill.distributed import broadcast_object, is_main_process
     from treadmill.runner import train_run
 
+    main = is_main_process()
+    # Under torchrun a failed run cannot be recorded and skipped: the other ranks would wait for it
+    # forever inside the next run's collectives. It stops the sweep, and torchrun stops every rank.
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     combos = parse_grid(grid)
     for overrides in combos:  # validate every combination before the first long run
         load_run_config(config_path, overrides)
@@ -60,20 +68,23 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
     for index, overrides in enumerate(combos, start=1):
         run_dir = sweep_dir / _run_name(overrides)
         summary_path = run_dir / "summary.json"
-        print(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}", flush=True)
-        if summary_path.exists():
-            print("  finished before; skipped", flush=True)
-            summary = json.loads(summary_path.read_text())
+        say = print if main else _silent
+        say(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}", flush=True)
+        if broadcast_object(summary_path.exists()):  # rank 0's disk decides for every rank
+            say("  finished before; skipped", flush=True)
+            summary = json.loads(summary_path.read_text()) if main else {}
         else:
             started = time.perf_counter()
             try:
                 summary = train_run(load_run_config(config_path, overrides), run_dir)
             except Exception as err:  # noqa: BLE001 - a failing run is recorded, the sweep goes on
+                if distributed:
+                    raise
                 summary = {"status": "failed", "error": f"{type(err).__name__}: {err}", "wall_seconds": time.perf_counter() - started}
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.txt").write_text(traceback.format_exc())
         rows.append(_row(overrides, summary, load_run_config(config_path, overrides)))
-        if is_main_process():  # under torchrun the other ranks train but have no results to write
+        if main:  # under torchrun the other ranks train but have no results to write
             write_tables(rows, sweep_dir)
     return rows
 
@@ -84,8 +95,7 @@ def _row(overrides: list[str], summary: dict[str, Any], config: dict[str, Any]) 
     values = history.get(monitor, [])
     row: dict[str, Any] = {"overrides": " ".join(overrides), "status": summary.get("status") or run_status({**summary, "history": history}, monitor)}
     if values:
-        pick = min if "loss" in monitor or "error" in monitor else max
-        best = pick(values)
+        best = (min if infer_mode(monitor) == "min" else max)(values)
         row.update({"monitor": monitor, "best": best, "best_epoch": values.index(best) + 1})
     for split in ("valid", "test"):
         for key, value in (summary.get(split) or {}).items():
@@ -95,6 +105,10 @@ def _row(overrides: list[str], summary: dict[str, Any], config: dict[str, Any]) 
     if "error" in summary:
         row["error"] = summary["error"][:120]
     return row
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """print's stand-in on the torchrun ranks that do not report."""
 
 
 def _history(summary: dict[str, Any]) -> dict[str, list[float]]:

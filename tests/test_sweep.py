@@ -1,0 +1,27 @@
+"""Sweep tables: the best epoch and the run status follow the monitored metric's direction."""
+
+from treadmill.sweep import _row, run_status
+
+
+def _summary(monitor: str, values: list[float]) -> dict:
+    return {"train": {"loss": 0.5}, "history": {monitor: values}}
+
+
+def test_an_error_rate_is_ranked_lowest_first():
+    config = {"training": {"monitor": "val_wer"}}
+    row = _row([], _summary("val_wer", [0.40, 0.15, 0.20]), config)
+    assert (row["monitor"], row["best"], row["best_epoch"]) == ("val_wer", 0.15, 2)
+
+
+def test_an_accuracy_is_ranked_highest_first():
+    config = {"training": {"monitor": "val_exact_match"}}
+    row = _row([], _summary("val_exact_match", [0.40, 0.85, 0.80]), config)
+    assert (row["best"], row["best_epoch"]) == (0.85, 2)
+
+
+def test_an_error_rate_that_climbs_back_is_a_collapse():
+    assert run_status(_summary("val_wer", [0.5, 0.1, 0.95]), "val_wer") == "collapsed"
+    assert run_status(_summary("val_wer", [0.5, 0.1, 0.15]), "val_wer") == "ok"
+    assert run_status(_summary("val_exact_match", [0.5, 0.9, 0.3]), "val_exact_match") == "collapsed"
+    assert run_status(_summary("val_loss", [2.0, 0.5, 1.5]), "val_loss") == "ok"  # losses have no scale to judge by
+    assert run_status(_summary("val_wer", [0.5, float("nan")]), "val_wer") == "diverged"
