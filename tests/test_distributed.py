@@ -189,3 +189,20 @@ def test_is_main_process_follows_torchrun_variables(monkeypatch, env, main):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert is_main_process() is main
+
+
+def test_a_model_already_in_ddp_is_wrapped_once(tmp_path):
+    # A second trainer (sequence-level fine-tuning) may be handed the first one's wrapped model.
+    import torch.distributed as dist
+    from torch import nn
+    from torch.nn.parallel import DistributedDataParallel
+
+    from treadmill.distributed import wrap_ddp
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        linear = nn.Linear(3, 2)
+        twice = wrap_ddp(wrap_ddp(linear, torch.device("cpu")), torch.device("cpu"))
+        assert isinstance(twice, DistributedDataParallel) and twice.module is linear
+    finally:
+        dist.destroy_process_group()

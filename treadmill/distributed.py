@@ -68,6 +68,8 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """The model inside DistributedDataParallel on this process's device."""
     from torch.nn.parallel import DistributedDataParallel
 
+    while isinstance(model, DistributedDataParallel):  # a model from an earlier trainer: one wrapper, not two
+        model = model.module
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
 
