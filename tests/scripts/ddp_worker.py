@@ -66,6 +66,7 @@ def main() -> None:
         os.path.join(args.out, f"rank{rank}.pt"),
     )
     if dist.is_initialized():
+        dist.barrier()  # no rank tears down its connections while another still uses them
         dist.destroy_process_group()
 
 
