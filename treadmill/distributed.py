@@ -21,7 +21,7 @@ from treadmill.data.sampler import TokenBudgetBatchSampler
 from treadmill.data_order import loader_settings
 
 __all__ = [
-    "DistInfo", "is_main_process", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "any_rank",
+    "DistInfo", "launched_world_size", "is_main_process", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "any_rank",
     "all_gather_objects", "broadcast_object", "broadcast_module", "barrier",
 ]
 
@@ -45,14 +45,19 @@ class DistInfo:
         return self.rank == 0
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started for this job (1 when it did not launch us)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     """Whether this process is rank 0 of a torchrun job, or the only process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+    return launched_world_size() <= 1 or int(os.environ.get("RANK", "0")) == 0
 
 
 def setup_distributed(device: torch.device) -> DistInfo:
     """Join the process group when torchrun launched us; a single-process DistInfo otherwise."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     if world_size <= 1 or "RANK" not in os.environ:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)

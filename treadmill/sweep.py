@@ -6,7 +6,6 @@ import csv
 import itertools
 import json
 import math
-import os
 import time
 import traceback
 from pathlib import Path
@@ -54,13 +53,13 @@ def run_status(summary: dict[str, Any], monitor: str) -> str:
 
 def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
     """Train every combination (skipping finished ones), record failures, write the tables."""
-    from treadmill.distributed import broadcast_object, is_main_process
+    from treadmill.distributed import broadcast_object, is_main_process, launched_world_size
     from treadmill.runner import train_run
 
     main = is_main_process()
     # Under torchrun a failed run cannot be recorded and skipped: the other ranks would wait for it
     # forever inside the next run's collectives. It stops the sweep, and torchrun stops every rank.
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = launched_world_size() > 1
     combos = parse_grid(grid)
     for overrides in combos:  # validate every combination before the first long run
         load_run_config(config_path, overrides)
@@ -68,10 +67,11 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
     for index, overrides in enumerate(combos, start=1):
         run_dir = sweep_dir / _run_name(overrides)
         summary_path = run_dir / "summary.json"
-        say = print if main else _silent
-        say(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}", flush=True)
+        if main:
+            print(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}", flush=True)
         if broadcast_object(summary_path.exists()):  # rank 0's disk decides for every rank
-            say("  finished before; skipped", flush=True)
+            if main:
+                print("  finished before; skipped", flush=True)
             summary = json.loads(summary_path.read_text()) if main else {}
         else:
             started = time.perf_counter()
@@ -105,10 +105,6 @@ def _row(overrides: list[str], summary: dict[str, Any], config: dict[str, Any]) 
     if "error" in summary:
         row["error"] = summary["error"][:120]
     return row
-
-
-def _silent(*args: Any, **kwargs: Any) -> None:
-    """print's stand-in on the torchrun ranks that do not report."""
 
 
 def _history(summary: dict[str, Any]) -> dict[str, list[float]]:
