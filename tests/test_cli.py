@@ -74,7 +74,15 @@ def test_train_writes_the_run_directory(tiny_run):
     with open(run / "predictions.tsv") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
     assert rows[0] == ["source", "reference", "hypothesis"] and len(rows) == 41
-    assert "test:" in result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("test (40 examples): exact match ") for line in lines)
+    # samples=2 over 40 test rows: rows 0 and 20, marked right or wrong as the predictions file has them
+    header = lines.index("test samples, 2 spread over 40 rows (greedy decoding):")
+    shown = [line.split("'")[1] for line in lines[header + 1:header + 3]]
+    assert shown == [rows[1][0], rows[21][0]]
+    for line, row in zip(lines[header + 1:header + 3], (rows[1], rows[21]), strict=True):
+        assert line.strip().startswith("✓" if row[2] == row[1] else "✗")
+    assert "history" not in json.loads(lines[-1]) and "test" in json.loads(lines[-1])
 
 
 def test_g2p_validation_and_test_report_wer_as_the_share_of_wrong_words(tmp_path):

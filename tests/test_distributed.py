@@ -146,7 +146,7 @@ def test_cli_under_torchrun_deals_token_budget_batches_and_rank_0_writes_the_run
     assert two.returncode == 0, two.stdout + two.stderr
     # Each rank takes half of every epoch's batches (rounded up), not all of them.
     assert _epoch_steps(tmp_path / "two") == [-(-steps // 2) for steps in _epoch_steps(tmp_path / "one")]
-    assert two.stdout.count("Run directory:") == 1 and two.stdout.count("test: ") == 1
+    assert two.stdout.count("Run directory:") == 1 and two.stdout.count("test (40 examples): ") == 1
     with open(tmp_path / "two" / "predictions.tsv") as handle:
         assert len(handle.read().splitlines()) == 41
     # Both ranks evaluated the saved best weights: one process scoring them gets the same numbers.
@@ -170,7 +170,7 @@ def test_sequence_level_fine_tuning_runs_under_torchrun(tmp_path):
                           "training.epochs=1", "sequence_level.enabled=true", "sequence_level.max_steps=2"],
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stdout + two.stderr
-    assert two.stdout.count("Fine-tuning (mrt") == 1 and two.stdout.count("test: ") == 1
+    assert two.stdout.count("Fine-tuning (mrt") == 1 and two.stdout.count("test (40 examples): ") == 1
     assert (tmp_path / "run" / "checkpoints_finetune" / "last.pt").is_file()
     # The fine-tuned weights every rank evaluated are the ones `treadmill eval` loads.
     reported = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]

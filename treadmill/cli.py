@@ -70,7 +70,8 @@ def _train(args: argparse.Namespace) -> int:
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return 0
     print(f"Run directory: {run_dir}")
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("train", "valid")}, default=float))
+    # The per-epoch history and last train/valid metrics stay in summary.json: on a terminal they bury the result.
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("train", "valid", "history")}, default=float))
     return 0
 
 

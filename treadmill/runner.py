@@ -35,6 +35,7 @@ from treadmill.checkpoint import (
 from treadmill.distributed import broadcast_module, broadcast_object, is_main_process
 from treadmill.metrics import Seq2SeqMetrics
 from treadmill.models.registry import build_model
+from treadmill.report import headline, spread_rows
 from treadmill.runconfig import RunConfigError, training_config
 from treadmill.seq2seq.trainer import strip_target
 from treadmill.utils import move_to_device
@@ -294,7 +295,8 @@ def evaluate_splits(config: dict[str, Any], task: Any, trainer: Any, loaders: di
             metrics.update(decode_split(config, task, trainer, split, loaders[split], predictions, report))
             results[split] = metrics
         if report:
-            print(f"{split}: " + json.dumps({k: round(v, 4) for k, v in results[split].items() if isinstance(v, float)}), flush=True)
+            decoded_all = task.kind == "forecast" or config["evaluation"].get("max_batches") is None
+            print(headline(split, results[split], len(task.splits[split]) if decoded_all else None), flush=True)
     return results
 
 
@@ -312,9 +314,12 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
     writer = csv.writer(handle, delimiter="\t") if handle else None
     if writer:
         writer.writerow(["source", "reference", "hypothesis"])
-    samples: list[tuple[str, str, str]] = []
+    samples: list[tuple[int, str, str, str, str]] = []
     dataset = task.splits[split]
     max_batches = evaluation.get("max_batches")
+    # The loader is sequential, so max_batches limits decoding to the first rows: spread samples over those.
+    reachable = len(dataset) if max_batches is None else min(len(dataset), max_batches * config["data"]["eval_batch_size"])
+    sample_rows = spread_rows(reachable, evaluation["samples"]) if report else set()
     try:
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
@@ -327,12 +332,13 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
             if g2p:
                 accumulators["_nostress"].update([strip_stress(h) for h in hyp_texts],
                                                  [[strip_stress(task.tgt_tokenizer.decode(r)) for r in group] for group in refs])
-            for row, hyp_text in zip(batch["index"].tolist(), hyp_texts, strict=True):
+            for row, hyp_text, group in zip(batch["index"].tolist(), hyp_texts, refs, strict=True):
                 source, reference = dataset.pairs[row]
                 if writer:
                     writer.writerow([source, reference, hyp_text])
-                if report and len(samples) < evaluation["samples"]:
-                    samples.append((source, reference, hyp_text))
+                if row in sample_rows:  # right if it matches any of the references, as the metrics count it
+                    right = hyp_text in {task.tgt_tokenizer.decode(r) for r in group}
+                    samples.append((row, "✓" if right else "✗", source, reference, hyp_text))
     finally:
         if handle:
             handle.close()
@@ -342,8 +348,12 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
         values["gen_token_accuracy"] = values.pop("token_accuracy")
         values.pop("sequence_accuracy")  # free-running sequence accuracy is exact_match
         metrics.update({f"{k}{suffix}": v for k, v in values.items()})
-    for source, reference, hyp in samples:
-        mark = "✓" if hyp == reference else "✗"
+    if samples:
+        strategy = options.get("strategy", "greedy")
+        if strategy == "beam":
+            strategy = f"beam {options.get('beam_size', '')}".strip()
+        print(f"{split} samples, {len(samples)} spread over {reachable:,} rows ({strategy} decoding):", flush=True)
+    for _, mark, source, reference, hyp in sorted(samples):
         print(f"  {mark} {source!r:28} ref {reference!r:40} hyp {hyp!r}", flush=True)
     return metrics
 
