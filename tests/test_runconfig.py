@@ -1,5 +1,7 @@
 """Run configs: YAML + dotted overrides, unknown keys with suggestions, value errors naming fields."""
 
+from pathlib import Path
+
 import pytest
 
 from treadmill.runconfig import RunConfigError, load_run_config, parse_overrides
@@ -73,6 +75,22 @@ def test_unknown_keys_suggest_the_closest(tmp_path, override, message):
         ("training.gradient_accumulation_steps=0", "gradient_accumulation_steps"),
         ("seq2seq.label_smoothing=1.5", "label_smoothing"),
         ("model.name=transfomer", "Did you mean 'transformer'"),
+        ("data.max_tokens=0", r"data\.max_tokens must be null or an integer >= 1, got 0"),
+        ("data.batch_size=abc", r"data\.batch_size must be an integer >= 1, got 'abc'"),
+        ("data.num_workers=-1", r"data\.num_workers"),
+        ("evaluation.splits=[tset]", r"evaluation\.splits must be a list drawn from \['train', 'valid', 'test'\]"),
+        ("evaluation.samples=-2", r"evaluation\.samples"),
+        ("diagnostics.on_alarm=stpo", r"diagnostics\.on_alarm: .*'warn' or 'stop'"),
+        ("diagnostics.enabled=maybe", r"diagnostics\.enabled must be true or false"),
+        ("seed=1.5", r"seed must be an integer"),
+        ("data=5", r"Config section 'data' must be a mapping"),
+        ("task.options=3", r"task\.options must be a mapping"),
+        # decoding options fail when the config loads, not after hours of training at the first decode
+        ("evaluation.generation.beam_szie=5", r"evaluation\.generation: .*'beam_szie'.*did you mean 'beam_size'"),
+        ("seq2seq.generation.strategy=beem", r"seq2seq\.generation: .*strategy"),
+        ("evaluation.generation.beam_size=0", r"evaluation\.generation: .*beam_size"),
+        ("sequence_level.method=mrtt", r"sequence_level: .*method must be 'mrt' or 'reinforce'"),
+        ("sequence_level.epochs=0", r"sequence_level\.epochs must be an integer >= 1"),
     ],
 )
 def test_invalid_values_name_the_field(tmp_path, override, field):
@@ -92,3 +110,17 @@ def test_pytorch_treadmill_aliases_work_in_yaml(tmp_path):
         write(tmp_path, BASE), ["training.grad_clip_norm=1.0", "training.validate_every=2"]
     )
     assert config["training"]["grad_clip_norm"] == 1.0
+
+
+def test_evaluation_decoding_options_are_checked_as_merged_over_the_validation_ones(tmp_path):
+    # temperature belongs to sampling; evaluation switches to beam search without clearing it
+    config = BASE + "seq2seq: {generation: {strategy: sample, temperature: 0.7}}\n"
+    assert load_run_config(write(tmp_path, config))["seq2seq"]["generation"]["temperature"] == 0.7
+    with pytest.raises(RunConfigError, match=r"evaluation\.generation: .*temperature"):
+        load_run_config(write(tmp_path, config), ["evaluation.generation.strategy=beam"])
+
+
+@pytest.mark.parametrize("example", sorted(Path(__file__).parents[1].glob("examples/*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_loads(example):
+    config = load_run_config(example)
+    assert config["task"]["name"] and config["model"]["name"]

@@ -41,6 +41,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "sequence_level": ("enabled", "epochs", "max_steps", "lr", "method", "n_candidates", "candidate_strategy", "temperature",
                        "reward", "mrt_alpha", "mle_weight"),
 }
+SPLITS = ("train", "valid", "test")
 TOP_LEVEL = ("task", "model", "data", "training", "seq2seq", "evaluation", "diagnostics", "sequence_level", "seed", "name")
 DEFAULTS: dict[str, Any] = {
     "data": {"batch_size": 64, "max_tokens": None, "eval_batch_size": 256, "num_workers": 0},
@@ -125,15 +126,93 @@ def validate_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
     _check_keys("", config, TOP_LEVEL)
     if "task" not in config or not isinstance(config["task"], Mapping) or "name" not in config["task"]:
         raise RunConfigError("The config needs a task: `task: {name: reverse}` (see `treadmill tasks`).")
+    for section in (*SECTION_KEYS, "task", "model", "training", "seq2seq"):
+        if config.get(section) is not None and not isinstance(config[section], Mapping):
+            raise RunConfigError(f"Config section '{section}' must be a mapping of keys, got {config[section]!r}.")
     full = merge_configs(DEFAULTS, config)
     full["task"].setdefault("options", {})
+    if not isinstance(full["task"]["options"], Mapping):
+        raise RunConfigError(f"task.options must be a mapping of the task's options, got {full['task']['options']!r}.")
     for section, keys in SECTION_KEYS.items():
         _check_keys(section, full.get(section) or {}, keys)
     _validate_training(full["training"])
+    _validate_values(full)
     _validate_average_last(full["evaluation"]["average_last"], full["training"])
     _validate_seq2seq(full["seq2seq"])
+    _validate_generation(full)
+    _validate_sequence_level(full["sequence_level"])
     _validate_model(full["model"])
     return full
+
+
+def _validate_sequence_level(section: Mapping[str, Any]) -> None:
+    """The fine-tuning phase's options, checked now rather than after the first phase has trained."""
+    from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig
+
+    if not isinstance(section["enabled"], bool):
+        raise RunConfigError(f"sequence_level.enabled must be true or false, got {section['enabled']!r}.")
+    _check_int("sequence_level.epochs", section["epochs"], 1)
+    _check_int("sequence_level.max_steps", section["max_steps"], 1, optional=True)
+    lr = section["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise RunConfigError(f"sequence_level.lr must be a number > 0, got {lr!r}.")
+    options = {k: v for k, v in section.items() if k not in ("enabled", "epochs", "lr", "max_steps")}
+    if options.get("method", "mrt") == "mle":  # more teacher forcing: the control run, no candidates
+        return
+    try:
+        SequenceLevelConfig(**options)
+    except (ConfigError, TypeError) as err:
+        raise RunConfigError(f"sequence_level: {err}") from err
+
+
+def _check_int(field: str, value: Any, low: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        allowed = f"{'null or ' if optional else ''}an integer >= {low}"
+        raise RunConfigError(f"{field} must be {allowed}, got {value!r}.")
+
+
+def _validate_values(full: Mapping[str, Any]) -> None:
+    """Types and ranges of the data, evaluation and diagnostics sections and the seed."""
+    data, evaluation, diagnostics = full["data"], full["evaluation"], full["diagnostics"]
+    _check_int("data.batch_size", data["batch_size"], 1)
+    _check_int("data.max_tokens", data["max_tokens"], 1, optional=True)
+    _check_int("data.eval_batch_size", data["eval_batch_size"], 1)
+    _check_int("data.num_workers", data["num_workers"], 0)
+    splits = evaluation["splits"]
+    if not isinstance(splits, list) or any(split not in SPLITS for split in splits):
+        raise RunConfigError(f"evaluation.splits must be a list drawn from {list(SPLITS)}, got {splits!r}.")
+    _check_int("evaluation.samples", evaluation["samples"], 0)
+    _check_int("evaluation.max_batches", evaluation["max_batches"], 1, optional=True)
+    _check_int("diagnostics.every_n_steps", diagnostics["every_n_steps"], 1)
+    if not isinstance(diagnostics["enabled"], bool):
+        raise RunConfigError(f"diagnostics.enabled must be true or false, got {diagnostics['enabled']!r}.")
+    from treadmill.callbacks.alarms import HealthMonitor
+
+    try:
+        HealthMonitor(on_alarm=diagnostics["on_alarm"])
+    except ValueError as err:
+        raise RunConfigError(f"diagnostics.on_alarm: {err}") from err
+    _check_int("seed", full["seed"], 0)
+
+
+def _validate_generation(full: Mapping[str, Any]) -> None:
+    """Decoding options as validation (seq2seq.generation) and evaluation (merged over it) will use them."""
+    from treadmill.decoding.config import GenerationConfig, check_field_names
+
+    during_training = full["seq2seq"].get("generation") or {}
+    at_evaluation = full["evaluation"]["generation"] or {}
+    for field, options in (("seq2seq.generation", during_training), ("evaluation.generation", at_evaluation)):
+        if not isinstance(options, Mapping):
+            raise RunConfigError(f"{field} must be a mapping of decoding options, got {options!r}.")
+    for field, options in (("seq2seq.generation", during_training),
+                           ("evaluation.generation", {**during_training, **at_evaluation})):
+        try:
+            check_field_names(dict(options))
+            GenerationConfig(**options)
+        except (ValueError, TypeError) as err:
+            raise RunConfigError(f"{field}: {err}") from err
 
 
 def _validate_training(training: Mapping[str, Any]) -> None:
