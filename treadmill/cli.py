@@ -99,14 +99,15 @@ def _sweep(args: argparse.Namespace) -> int:
     rows = run_sweep(Path(args.config), args.grid, sweep_dir)
     failed = sum(row["status"] == "failed" for row in rows)
     print(f"{len(rows)} runs ({failed} failed): {sweep_dir / 'experiments.md'}")
-    return 0
+    # The table is written either way; a non-zero exit lets scripts and CI notice failed runs.
+    return 1 if failed else 0
 
 
 def _tasks(args: argparse.Namespace) -> int:
     from treadmill.data.tasks import list_tasks
 
     for info in list_tasks():
-        sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
+        sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items()) or "(the sizes of your files)"
         print(f"{info.name:20s} {sizes:45s} {info.description}")
     return 0
 

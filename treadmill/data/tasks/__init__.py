@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from treadmill.data.tasks.base import Task, TaskSpec
+from treadmill.data.tasks.files import DESCRIPTION as FILES_DESCRIPTION
+from treadmill.data.tasks.files import build_files, files_sizes
 from treadmill.data.tasks.forecast import (
     CO2_DESCRIPTION,
     SUNSPOTS_DESCRIPTION,
@@ -60,6 +62,7 @@ REGISTRY: dict[str, TaskSpec] = {
             "forecast-sunspots", SUNSPOTS_DESCRIPTION, build_forecast_sunspots, sunspots_sizes
         ),
         TaskSpec("forecast-co2", CO2_DESCRIPTION, build_forecast_co2, co2_sizes),
+        TaskSpec("files", FILES_DESCRIPTION, build_files, files_sizes),
     ]
 }
 
