@@ -5,9 +5,12 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+from treadmill.runner import strip_stress
 
 TINY = """
 task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, n_train: 300, n_valid: 40, n_test: 40}}
@@ -65,8 +68,9 @@ def test_train_writes_the_run_directory(tiny_run):
     root, _, result = tiny_run
     run = root / "run"
     for name in ("config.yaml", "metrics.csv", "summary.json", "predictions.tsv", "tokenizers/src.json",
-                 "checkpoints/last.pt", "checkpoints/best.safetensors"):
+                 "tokenizers/tgt.json", "checkpoints/last.pt", "checkpoints/best.safetensors"):
         assert (run / name).exists(), name
+    assert list(run.glob("events.out.tfevents.*")), "no TensorBoard events"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["parameters"] > 0 and summary["epochs"] == 2 and "exact_match" in summary["test"]
     with open(run / "metrics.csv") as handle:
@@ -101,6 +105,49 @@ def test_g2p_validation_and_test_report_wer_as_the_share_of_wrong_words(tmp_path
     test = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
     assert test["wer"] == pytest.approx(1.0 - test["exact_match"])
     assert test["wer_nostress"] == pytest.approx(1.0 - test["exact_match_nostress"])
+    # removing stress digits can only remove errors
+    assert test["wer_nostress"] <= test["wer"] and test["per_nostress"] <= test["per"]
+    assert "% with stress;  WER " in result.stdout and "% without;  exact match " in result.stdout
+
+
+def test_a_forecast_example_trains_from_the_command_line_and_reports_mase(tmp_path):
+    example = Path(__file__).parents[1] / "examples" / "forecast_sunspots.yaml"
+    result = treadmill("train", example, "--run-dir", tmp_path / "run", "training.epochs=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    test = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    assert test["mase"] > 0 and test["seasonal_naive_mase"] > 0 and test["naive_mase"] > 0
+    assert f"MASE {test['mase']:.3f} (seasonal-naive {test['seasonal_naive_mase']:.3f}" in result.stdout
+
+
+def test_own_tsv_files_train_from_the_command_line_and_eval_rescores_them(tmp_path):
+    for split, numbers in (("train", range(300)), ("valid", range(300, 340)), ("test", range(340, 380))):
+        (tmp_path / f"{split}.tsv").write_text("".join(f"{' '.join(str(n))}\t{' '.join(str(n)[::-1])}\n" for n in numbers))
+    config = tmp_path / "files.yaml"
+    config.write_text(TINY.replace("name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, "
+                                   "n_train: 300, n_valid: 40, n_test: 40}",
+                                   "name: files, options: {train: train.tsv, valid: valid.tsv, test: test.tsv}"))
+    trained = treadmill("train", config, "--run-dir", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "test (40 examples): exact match " in trained.stdout
+    reported = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    rescored = _last_json(treadmill("eval", "run", cwd=tmp_path))
+    assert rescored["exact_match"] == reported["exact_match"]
+    assert rescored["loss"] == pytest.approx(reported["loss"], rel=1e-5)
+
+
+def test_strip_stress_removes_only_the_stress_digits():
+    assert strip_stress("HH AH0 L OW1") == "HH AH L OW"
+    assert strip_stress("EY2 B IY2 D IY1") == "EY B IY D IY"
+    assert strip_stress("K AE1 T S") == "K AE T S"  # consonants carry no digit and are kept
+
+
+def test_eval_refuses_task_data_that_no_longer_encodes_as_in_training(tiny_run):
+    root, _, _ = tiny_run
+    # a smaller alphabet refits a smaller vocabulary: the test split's ids would mean other symbols
+    result = treadmill("eval", root / "run", "task.options.alphabet_size=5")
+    assert result.returncode == 2
+    assert "differs from the run's" in result.stderr and "src.json" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_eval_prints_json_on_its_last_line(tiny_run):
@@ -155,15 +202,21 @@ def test_sweep_records_a_failing_run_and_goes_on(tiny_run, tmp_path):
     _, config, _ = tiny_run
     # n_heads=3 does not divide d_model=16: that run fails at model construction
     result = treadmill("sweep", config, "model.n_heads=3,2", "training.epochs=1", "--sweep-dir", tmp_path / "sweep")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the table is complete, and the exit code says a run failed
+    assert "2 runs (1 failed)" in result.stdout
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "experiments.csv")))
     assert [r["status"] for r in rows] == ["failed", "ok"]
 
 
 def test_tasks_lists_every_builtin_task():
     result = treadmill("tasks")
-    names = [line.split()[0] for line in result.stdout.strip().splitlines()]
-    assert {"reverse", "g2p-cmudict", "num2words-en-fr", "forecast-sunspots", "forecast-co2"} <= set(names)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.strip().splitlines()}
+    assert {"reverse", "g2p-cmudict", "num2words-en-fr", "forecast-sunspots", "forecast-co2"} <= set(lines)
+    # each with its split sizes, e.g. the G2P split of docs/results.md
+    assert "train 120,720, valid 6,187, test 6,172" in lines["g2p-cmudict"]
+    assert all("train " in line and "test " in line for name, line in lines.items() if name != "files")
+    assert "(the sizes of your files)" in lines["files"]
 
 
 def test_generate_writes_the_attention_heatmap_and_plot_overlays_runs(tiny_run, tmp_path):

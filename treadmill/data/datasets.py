@@ -152,6 +152,8 @@ def read_jsonl_pairs(path: str | Path, src_key: str, tgt_key: str) -> list[tuple
             src, tgt = obj[src_key], obj[tgt_key]
             if not isinstance(src, str) or not isinstance(tgt, str):
                 raise ValueError(f"{path}:{lineno}: {src_key!r} and {tgt_key!r} must be strings.")
+            if not src.strip():
+                raise ValueError(f"{path}:{lineno}: {src_key!r} is empty; every pair needs a non-empty source.")
             pairs.append((src, tgt))
     return pairs
 

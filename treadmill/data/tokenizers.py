@@ -232,7 +232,8 @@ class BPETokenizer:
         )
         tok.train_from_iterator(texts, trainer)
         for i, special in enumerate(SPECIAL_TOKENS):
-            assert tok.token_to_id(special) == i, "HF BpeTrainer gave a special token another id"
+            if tok.token_to_id(special) != i:  # a real check: `assert` vanishes under python -O
+                raise RuntimeError(f"BPETokenizer: the trainer gave {special!r} id {tok.token_to_id(special)}, not {i}.")
         self._tok = tok
         return self
 
@@ -311,4 +312,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             f"tokenizer file {path} has no 'kind' field; it was not written by a Treadmill "
             "tokenizer's save()."
         )
-    return tokenizer_from_dict(data)
+    try:
+        return tokenizer_from_dict(data)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"tokenizer file {path}: {err}") from err
