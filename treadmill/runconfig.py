@@ -192,7 +192,7 @@ def _validate_values(full: Mapping[str, Any]) -> None:
 
     try:
         HealthMonitor(on_alarm=diagnostics["on_alarm"])
-    except ValueError as err:
+    except (ValueError, AttributeError) as err:  # AttributeError: neither a name nor a mapping
         raise RunConfigError(f"diagnostics.on_alarm: {err}") from err
     _check_int("seed", full["seed"], 0)
 
