@@ -22,8 +22,8 @@ def test_three_files_become_the_three_splits(tmp_path):
     assert task.splits["test"].pairs == PAIRS[350:]
     # Word tokenizers fitted on the training split: a training pair round-trips, an unseen word is UNK.
     row = task.splits["train"][0]
-    assert task.tgt_tokenizer.decode(row["tgt"].tolist()) == PAIRS[0][1]
-    assert task.src_tokenizer.decode(task.splits["test"][0]["src"].tolist()) == "<unk> x0"  # w350 never trained on
+    assert task.tgt_tokenizer.decode(row["tgt"]) == PAIRS[0][1]
+    assert task.src_tokenizer.decode(task.splits["test"][0]["src"]) == "<unk> x0"  # w350 never trained on
     assert task_sizes("files", train=train, valid=valid, test=test) == task.split_sizes()
 
 
@@ -53,7 +53,7 @@ def test_jsonl_with_named_fields_and_char_or_bpe_tokenizers(tmp_path):
     bpe = get_task("files", train=str(path), src_key="en", tgt_key="de", tokenizer="bpe", bpe_vocab_size=300)
     assert bpe.src_tokenizer.kind == "bpe"
     src, tgt = bpe.splits["train"].pairs[0]
-    assert bpe.tgt_tokenizer.decode(bpe.splits["train"][0]["tgt"].tolist()) == tgt
+    assert bpe.tgt_tokenizer.decode(bpe.splits["train"][0]["tgt"]) == tgt
 
 
 @pytest.mark.parametrize(
