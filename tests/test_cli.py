@@ -78,6 +78,7 @@ def test_train_writes_the_run_directory(tiny_run):
     with open(run / "predictions.tsv") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
     assert rows[0] == ["source", "reference", "hypothesis"] and len(rows) == 41
+    assert b"\r" not in (run / "predictions.tsv").read_bytes()  # plain lines for cut and awk
     lines = result.stdout.splitlines()
     assert any(line.startswith("test (40 examples): exact match ") for line in lines)
     # samples=2 over 40 test rows: rows 0 and 20, marked right or wrong as the predictions file has them

@@ -313,7 +313,8 @@ def decode_split(config: dict[str, Any], task: Any, trainer: Any, split: str, lo
     if g2p:
         accumulators["_nostress"] = Seq2SeqMetrics(wer_unit=task.wer_unit)
     handle = predictions_path.open("w", newline="") if predictions_path else None
-    writer = csv.writer(handle, delimiter="\t") if handle else None
+    # "\n", not csv's default "\r\n": the file is for cut, awk and paste as much as for csv readers
+    writer = csv.writer(handle, delimiter="\t", lineterminator="\n") if handle else None
     if writer:
         writer.writerow(["source", "reference", "hypothesis"])
     samples: list[tuple[int, str, str, str, str]] = []
