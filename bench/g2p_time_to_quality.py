@@ -5,7 +5,7 @@ tokenizers and token ids; BART's special ids are set to Treadmill's) and are sto
 validation WER reaches the target (default 25%); the table gives the training time that took
 and the test WER of the model at that moment (the test split is decoded once, at the end).
 
-* Treadmill: the run built by treadmill.runner (build_task, build_run_model, make_trainer), i.e.
+* Treadmill: the run built by treadmill.cli.build (build_model, make_trainer), i.e.
   a Seq2SeqTrainer and a TransformerSeq2Seq with the blocks, sizes and optimisation of
   examples/g2p_full.yaml (norm placement, sizes, dropout, epochs, learning rate and warm-up are read from that
   file, as are AdamW's betas and weight decay (off norms and biases), gradient clipping and
@@ -19,7 +19,7 @@ Both use fixed batches of --batch-size examples (shuffled each epoch), so both t
 number of updates per epoch and follow the same learning-rate schedule. Every --eval-every-min
 minutes of training, a callback pauses the clock and decodes the validation split greedily
 (max 32 tokens; each framework with its own generate()); WER is the share of words whose output
-matches none of the reference pronunciations (1 - exact match, as treadmill.runner reports it).
+matches none of the reference pronunciations (1 - exact match, as treadmill eval reports it).
 Training stops at the target, at --max-minutes of training, or at the end of the schedule.
 Training seconds exclude those evaluations; wall seconds include them. Progress bars, logging,
 checkpoints and per-epoch validation are off in both. The two runs are sequential, not
@@ -47,12 +47,12 @@ from peers import Sizes, build_bart, count_parameters, print_machine, verdict
 from torch import Tensor, nn
 
 from treadmill.callbacks.base import Callback
+from treadmill.cli.build import build_model, make_trainer, resolve_model_sizes
+from treadmill.cli.config import run_config_from_dict
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
 from treadmill.data.collate import collate_seq2seq
 from treadmill.data.tasks import Task, get_task
 from treadmill.decoding import generate
-from treadmill.runconfig import validate_run_config
-from treadmill.runner import build_run_model, make_trainer
 from treadmill.seq2seq.trainer import strip_target
 
 
@@ -220,8 +220,8 @@ def hf_decoder(model: nn.Module, max_len: int) -> Callable[[Tensor, Tensor], lis
 
 
 def run_treadmill(args: argparse.Namespace, task: Task) -> Result:
-    """Train the recipe through treadmill.runner until the target; returns its Result."""
-    config = validate_run_config({
+    """Train the recipe through treadmill.cli.build until the target; returns its Result."""
+    config = run_config_from_dict({
         "task": {"name": "g2p-cmudict", "options": {"max_words": args.max_words}},
         "model": {"name": "transformer", "d_model": args.d_model, "n_heads": args.heads,
                   "n_encoder_layers": args.layers, "n_decoder_layers": args.layers,
@@ -238,8 +238,9 @@ def run_treadmill(args: argparse.Namespace, task: Task) -> Result:
         "seq2seq": {"label_smoothing": args.label_smoothing, "val_decode_batches": 0},
         "seed": 0,
     })  # fmt: skip
+    resolve_model_sizes(config, task)
     torch.manual_seed(0)
-    model = build_run_model(config, task)
+    model = build_model(config)
     result = Result("treadmill", count_parameters(model))
     decode = ours_decoder(model, args.max_len)
     clock = quality_clock(task, decode, args, result)
@@ -256,12 +257,9 @@ def run_treadmill(args: argparse.Namespace, task: Task) -> Result:
 
     loader = task.loader("train", batch_size=args.batch_size, seed=0)
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = make_trainer(
-            config, task, model, {"train": loader}, Path(run_dir), callbacks=[Clock()]
-        )
-        trainer.progress.end_epoch = lambda metrics: None  # keep the output to the clock's lines
-        trainer.fit()
+    trainer = make_trainer(config, task, model, {"train": loader}, checkpoint_dir=None, callbacks=[Clock()])
+    trainer.progress.end_epoch = lambda metrics: None  # keep the output to the clock's lines
+    trainer.fit()
     clock.finish(trainer.global_step)
     result.test_wer = evaluate_split(task, "test", decode, args.eval_batch_size)
     result.wall_s = time.perf_counter() - began

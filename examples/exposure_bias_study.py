@@ -15,9 +15,10 @@ from pathlib import Path
 
 from torch import Tensor
 
-import treadmill.runner as runner
+from treadmill.cli.build import build_model
+from treadmill.cli.config import RunConfig, load_run_config
+from treadmill.cli.train import train_run
 from treadmill.models import TransformerSeq2Seq
-from treadmill.runconfig import load_run_config
 
 EXAMPLES = Path(__file__).parent
 
@@ -57,19 +58,16 @@ def run_variant(key: str, out: Path) -> dict:
     """Train one variant and return its test metrics."""
     _, config_name, overrides = VARIANTS[key]
     config = load_run_config(EXAMPLES / config_name, overrides)
-    build = runner.build_run_model
-    if key == "no-causal":
-        def build_leaky(cfg, task):  # type: ignore[no-untyped-def]
-            model = build(cfg, task)
-            leaky = NoCausalMask.from_config(model.config)
-            leaky.load_state_dict(model.state_dict())
-            return leaky
-        runner.build_run_model = build_leaky
-    try:
-        summary = runner.train_run(config, out / key)
-    finally:
-        runner.build_run_model = build
+    summary = train_run(config, out / key, model_fn=build_leaky if key == "no-causal" else build_model)
     return summary["test"]
+
+
+def build_leaky(config: RunConfig) -> NoCausalMask:
+    """The run's model with the same initial weights, its decoder's causal mask removed."""
+    model = build_model(config)
+    leaky = NoCausalMask.from_config(model.config)
+    leaky.load_state_dict(model.state_dict())
+    return leaky
 
 
 def main() -> None:

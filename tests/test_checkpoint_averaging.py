@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from treadmill.checkpoint import CheckpointError, atomic_save, average_checkpoints, load_checkpoint
-from treadmill.runconfig import RunConfigError, validate_run_config
-from treadmill.runner import load_run
+from treadmill.cli.config import RunConfigError, run_config_from_dict
+from treadmill.cli.run_dir import load_run
 
 
 def _save(path, **tensors):
@@ -63,7 +63,7 @@ def test_differing_integer_buffers_are_refused(tmp_path):
 def test_run_config_rejects_an_average_it_cannot_make(training, average_last, message):
     config = {"task": {"name": "reverse"}, "training": training, "evaluation": {"average_last": average_last}}
     with pytest.raises(RunConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        validate_run_config(config)
+        run_config_from_dict(config)
 
 
 TINY = """
@@ -92,11 +92,11 @@ def test_a_run_evaluates_and_reloads_the_mean_of_its_last_checkpoints(tmp_path):
     kept = [run / "checkpoints" / name for name in ("last.pt", "last-1.pt", "last-2.pt")]
     assert [load_checkpoint(path)["epoch"] for path in kept] == [4, 3, 2]
 
-    _, _, model = load_run(run)
+    model = load_run(run).model
     expected = {k: sum(load_checkpoint(p)["model"][k] for p in kept) / 3 for k in load_checkpoint(kept[0])["model"]}
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], msg=key)
-    _, _, best = load_run(run, ["evaluation.average_last=null"])
+    best = load_run(run, ["evaluation.average_last=null"]).model
     assert any(not torch.equal(a, b) for a, b in zip(best.state_dict().values(), model.state_dict().values(), strict=True))
 
     too_many = treadmill("eval", run, "evaluation.average_last=5", "training.keep_last_checkpoints=5")

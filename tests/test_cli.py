@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from treadmill.runner import strip_stress
+from treadmill.data.tasks.g2p import strip_stress_digits as strip_stress
 
 TINY = """
 task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, n_train: 300, n_valid: 40, n_test: 40}}
@@ -77,7 +77,9 @@ def test_train_writes_the_run_directory(tiny_run):
         assert len(list(csv.DictReader(handle))) == 2
     with open(run / "predictions.tsv") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
-    assert rows[0] == ["source", "reference", "hypothesis"] and len(rows) == 41
+    assert rows[0] == ["source", "reference", "hypothesis", "score", "rank"] and len(rows) == 41
+    # one hypothesis per source here, each with its summed log-probability (EOS included)
+    assert all(row[4] == "1" and float(row[3]) < 0 for row in rows[1:])
     assert b"\r" not in (run / "predictions.tsv").read_bytes()  # plain lines for cut and awk
     lines = result.stdout.splitlines()
     assert any(line.startswith("test (40 examples): exact match ") for line in lines)
@@ -168,6 +170,30 @@ def test_generate_prints_one_output_per_input(tiny_run):
     assert len(piped.stdout.strip().splitlines()) == 3
 
 
+def test_generate_keeps_blank_lines_so_outputs_line_up_with_inputs(tiny_run):
+    root, _, _ = tiny_run
+    alone = treadmill("generate", root / "run", "a1 a2", "a3 a4").stdout.splitlines()
+    piped = treadmill("generate", root / "run", stdin="a1 a2\n\na3 a4\n")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.split("\n")[:3] == [alone[0], "", alone[1]]
+
+
+def test_generate_prints_n_scored_hypotheses_per_input(tiny_run):
+    root, _, _ = tiny_run
+    beam = ["--set", "strategy=beam", "--set", "beam_size=5"]
+    best = treadmill("generate", root / "run", *beam, stdin="a1 a2\na3 a0 a4\n").stdout.splitlines()
+    result = treadmill("generate", root / "run", *beam, "--set", "num_return_sequences=3", stdin="a1 a2\n\na3 a0 a4\n")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [(line[0], line[1]) for line in lines] == [
+        ("a1 a2", "1"), ("a1 a2", "2"), ("a1 a2", "3"), ("", ""), ("a3 a0 a4", "1"), ("a3 a0 a4", "2"), ("a3 a0 a4", "3")]
+    for group in (lines[0:3], lines[4:7]):
+        scores = [float(line[2]) for line in group]
+        assert scores == sorted(scores, reverse=True) and all(score < 0 for score in scores)
+        assert len({line[3] for line in group}) == 3  # three different hypotheses
+    assert [lines[0][3], lines[4][3]] == best  # the first of the n is the beam's one best
+
+
 def test_generate_decodes_with_a_decoder_only_run(tmp_path):
     model_line = next(line for line in TINY.splitlines() if line.startswith("model:"))
     gpt = "model: {name: gpt, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32, max_len: 32, dropout: 0.0}"
@@ -201,12 +227,38 @@ def test_sweep_runs_the_grid_into_a_table_and_skips_finished_runs(tiny_run, tmp_
 
 def test_sweep_records_a_failing_run_and_goes_on(tiny_run, tmp_path):
     _, config, _ = tiny_run
-    # n_heads=3 does not divide d_model=16: that run fails at model construction
-    result = treadmill("sweep", config, "model.n_heads=3,2", "training.epochs=1", "--sweep-dir", tmp_path / "sweep")
+    # average_last=2 validates (two checkpoints are kept) but one epoch writes only one: that run
+    # fails after training, when its weights are averaged
+    result = treadmill("sweep", config, "evaluation.average_last=2,null", "training.epochs=1",
+                       "training.keep_last_checkpoints=2", "--sweep-dir", tmp_path / "sweep")
     assert result.returncode == 1, result.stderr  # the table is complete, and the exit code says a run failed
     assert "2 runs (1 failed)" in result.stdout
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "experiments.csv")))
     assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert "needs 2 kept checkpoints" in rows[0]["error"]
+
+
+def test_a_bad_model_value_fails_validate_train_and_sweep_before_anything_is_written(tiny_run, tmp_path):
+    _, config, _ = tiny_run
+    for args in (("validate", config), ("train", config, "--run-dir", tmp_path / "run"),
+                 ("sweep", config, "model.d_model=32,16", "--sweep-dir", tmp_path / "sweep")):
+        # n_heads=3 divides neither d_model=16 nor 32
+        result = treadmill(*args, "model.n_heads=3", cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "model.n_heads" in result.stderr and "d_model" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run directory, no sweep table
+
+
+def test_validate_prints_the_resolved_config_and_writes_nothing(tmp_path):
+    import yaml
+
+    examples = Path(__file__).parents[1] / "examples"
+    result = treadmill("validate", examples / "g2p.yaml", "training.epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["training"]["epochs"] == 2 and resolved["model"]["d_model"] == 128
+    assert resolved["data"]["num_workers"] == 0 and resolved["training"]["log_frequency"] == 50  # defaults and file
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tasks_lists_every_builtin_task():
@@ -302,14 +354,14 @@ def test_eval_ensemble_refuses_runs_of_another_task_or_tokenizer(tiny_run, tmp_p
 
 def test_eval_of_a_fine_tuned_run_loads_the_fine_tuned_weights(tiny_run, tmp_path):
     from treadmill.checkpoint import load_checkpoint
-    from treadmill.runner import load_run
+    from treadmill.cli.run_dir import load_run
 
     _, config, _ = tiny_run
     run = tmp_path / "mrt"
     result = treadmill("train", config, "--run-dir", run, "training.epochs=1", "sequence_level.enabled=true",
                        "sequence_level.max_steps=3", "sequence_level.lr=0.01")
     assert result.returncode == 0, result.stdout + result.stderr
-    _, _, model = load_run(run)
+    model = load_run(run).model
     tuned = load_checkpoint(run / "checkpoints_finetune" / "best.safetensors")["model"]
     before = load_checkpoint(run / "checkpoints" / "best.safetensors")["model"]
     state = model.state_dict()

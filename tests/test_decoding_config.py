@@ -57,9 +57,9 @@ def test_a_field_of_another_strategy_raises(overrides: dict, field: str) -> None
 
 
 def test_unknown_override_names_the_closest_field() -> None:
-    with pytest.raises(ValueError, match="did you mean 'beam_size'"):
+    with pytest.raises(ValueError, match="Did you mean 'beam_size'"):
         resolve_config(None, {"beam_sise": 4})
-    with pytest.raises(ValueError, match="did you mean 'num_return_sequences'"):
+    with pytest.raises(ValueError, match="Did you mean 'num_return_sequences'"):
         GenerationConfig().replace(num_return_sequence=2)
 
 

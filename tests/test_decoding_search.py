@@ -301,7 +301,7 @@ def test_input_errors_name_the_fix() -> None:
         generate(lm, prompt=[[4]], return_attention=True)
     with pytest.raises(ValueError, match="no `is_encoder_decoder`"):
         generate(torch.nn.Linear(2, 2), torch.tensor([[4]]))
-    with pytest.raises(ValueError, match="did you mean 'max_len'"):
+    with pytest.raises(ValueError, match="Did you mean 'max_len'"):
         generate(seq2seq, torch.tensor([[4]]), max_length=3)
 
 

@@ -8,8 +8,9 @@ import torch
 
 from treadmill import OptimizerConfig, TrainingConfig
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
+from treadmill.decoding import GenerationOutput
 from treadmill.models import GPT, GPTConfig, TransformerSeq2Seq
-from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer, strip_target
+from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer, evaluation, strip_target
 from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig, SequenceLevelTrainer
 
 VOCAB = 12
@@ -109,7 +110,7 @@ def test_decode_metrics_against_hand_computed_outputs(monkeypatch):
     trainer = Seq2SeqTrainer(transformer(), config(), [batch])
     refs = [strip_target(r.tolist()) for r in batch["tgt"]]
     fake = [refs[0], refs[1][:-1]]  # first right, second misses its last token
-    monkeypatch.setattr(trainer, "generate_batch", lambda b, **kw: fake)
+    monkeypatch.setattr(evaluation, "generate_for_batch", lambda model, b, **kw: GenerationOutput(fake, torch.empty(0)))
     metrics = trainer.decode_metrics([batch])
     assert metrics["exact_match"] == 0.5
     assert metrics["per"] == pytest.approx(1 / (len(refs[0]) + len(refs[1])))
@@ -122,7 +123,8 @@ def test_val_decode_batches_caps_decoding(monkeypatch):
         transformer(), config(), batches, batches, seq2seq=Seq2SeqConfig(val_decode_batches=2)
     )
     monkeypatch.setattr(
-        trainer, "generate_batch", lambda b, **kw: calls.append(1) or [[4]] * b["src"].size(0)
+        evaluation, "generate_for_batch",
+        lambda model, b, **kw: calls.append(1) or GenerationOutput([[4]] * b["src"].size(0), torch.empty(0)),
     )
     trainer.evaluate(batches)
     assert len(calls) == 2
@@ -155,8 +157,6 @@ def test_decoder_only_model_trains_on_target_tokens_only():
 
 
 def test_decoder_only_generation_prompt_is_the_training_prefix(monkeypatch):
-    import treadmill.decoding
-
     model = GPT(GPTConfig(vocab_size=VOCAB, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=32))
     # The dataset layout: sources end in EOS and are right-padded; targets are BOS ... EOS.
     src = torch.tensor([[7, 8, 9, EOS_ID], [5, EOS_ID, PAD_ID, PAD_ID]])
@@ -164,10 +164,8 @@ def test_decoder_only_generation_prompt_is_the_training_prefix(monkeypatch):
     batch = {"src": src, "tgt": tgt}
     trainer = Seq2SeqTrainer(model, config(epochs=1), [batch])
     seen = {}
-    real_generate = treadmill.decoding.generate
-    monkeypatch.setattr(
-        treadmill.decoding, "generate", lambda m, **kw: seen.update(kw) or real_generate(m, **kw)
-    )
+    real_generate = evaluation.generate
+    monkeypatch.setattr(evaluation, "generate", lambda m, **kw: seen.update(kw) or real_generate(m, **kw))
     trainer.generate_batch(batch, max_len=3)
     tokens, _ = trainer._decoder_only_tokens(batch)
     for row, prompt in zip(tokens.tolist(), seen["prompt"], strict=True):

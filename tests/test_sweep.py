@@ -1,6 +1,6 @@
 """Sweep tables: the best epoch and the run status follow the monitored metric's direction."""
 
-from treadmill.sweep import _row, run_status
+from treadmill.cli.sweep import _row, run_status
 
 
 def _summary(monitor: str, values: list[float]) -> dict:
@@ -8,14 +8,12 @@ def _summary(monitor: str, values: list[float]) -> dict:
 
 
 def test_an_error_rate_is_ranked_lowest_first():
-    config = {"training": {"monitor": "val_wer"}}
-    row = _row([], _summary("val_wer", [0.40, 0.15, 0.20]), config)
+    row = _row([], _summary("val_wer", [0.40, 0.15, 0.20]), "val_wer")
     assert (row["monitor"], row["best"], row["best_epoch"]) == ("val_wer", 0.15, 2)
 
 
 def test_an_accuracy_is_ranked_highest_first():
-    config = {"training": {"monitor": "val_exact_match"}}
-    row = _row([], _summary("val_exact_match", [0.40, 0.85, 0.80]), config)
+    row = _row([], _summary("val_exact_match", [0.40, 0.85, 0.80]), "val_exact_match")
     assert (row["best"], row["best_epoch"]) == (0.85, 2)
 
 

@@ -9,12 +9,13 @@ instead of deep inside a training run.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
+
+from treadmill.validation import ConfigError, check_range, closest_hint, unknown_key_error
 
 __all__ = [
     "ConfigError",
@@ -26,16 +27,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field and the allowed values."""
-
-
 T = TypeVar("T")
-
-
-def _closest(name: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    return f" Did you mean {match[0]!r}?" if match else ""
 
 
 def _with_aliases(aliases: Mapping[str, str]) -> Callable[[type[T]], type[T]]:
@@ -57,11 +49,7 @@ def _with_aliases(aliases: Mapping[str, str]) -> Callable[[type[T]], type[T]]:
                     kwargs[target] = value
             for key in kwargs:
                 if key not in field_names:
-                    known = sorted(field_names + list(aliases))
-                    raise ConfigError(
-                        f"{cls.__name__} has no field {key!r}.{_closest(key, known)} "
-                        f"Valid fields: {', '.join(known)}."
-                    )
+                    raise unknown_key_error(cls.__name__, key, sorted(field_names + list(aliases)))
             dataclass_init(self, *args, **kwargs)
 
         __init__.__doc__ = dataclass_init.__doc__
@@ -105,7 +93,7 @@ class OptimizerConfig:
             if self.optimizer_class not in names:
                 raise ConfigError(
                     f"OptimizerConfig.optimizer_class={self.optimizer_class!r} is not a torch.optim "
-                    f"optimizer.{_closest(self.optimizer_class, names)} Allowed: {', '.join(names)}, "
+                    f"optimizer.{closest_hint(self.optimizer_class, names)} Allowed: {', '.join(names)}, "
                     "or an optimizer class."
                 )
         elif not (isinstance(self.optimizer_class, type) and issubclass(self.optimizer_class, torch.optim.Optimizer)):
@@ -113,8 +101,8 @@ class OptimizerConfig:
                 f"OptimizerConfig.optimizer_class must be a torch.optim name or an Optimizer subclass, "
                 f"got {self.optimizer_class!r}."
             )
-        _check_number("OptimizerConfig.lr", self.lr, minimum=0, inclusive=False)
-        _check_number("OptimizerConfig.weight_decay", self.weight_decay, minimum=0)
+        check_range("OptimizerConfig.lr", self.lr, 0, low_inclusive=False)
+        check_range("OptimizerConfig.weight_decay", self.weight_decay, 0)
         for prefix, scale in self.lr_scales.items():
             if not isinstance(scale, (int, float)) or scale < 0:
                 raise ConfigError(f"OptimizerConfig.lr_scales[{prefix!r}] must be a number >= 0, got {scale!r}.")
@@ -162,7 +150,7 @@ class SchedulerConfig:
             if self.scheduler_class not in names:
                 raise ConfigError(
                     f"SchedulerConfig.scheduler_class={self.scheduler_class!r} is unknown."
-                    f"{_closest(self.scheduler_class, names)} Allowed: {', '.join(names)}, or a class."
+                    f"{closest_hint(self.scheduler_class, names)} Allowed: {', '.join(names)}, or a class."
                 )
         elif self.scheduler_class is not None and not isinstance(self.scheduler_class, type):
             raise ConfigError(
@@ -184,14 +172,6 @@ class SchedulerConfig:
         if isinstance(self.scheduler_class, type):
             return self.scheduler_class.__name__
         return str(self.scheduler_class)
-
-
-def _check_number(field_name: str, value: Any, minimum: float, inclusive: bool = True) -> None:
-    """Raise a ConfigError naming the field unless `value` is a real number above `minimum`."""
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (is_number and (value >= minimum if inclusive else value > minimum)):
-        bound = f"{'>=' if inclusive else '>'} {minimum}"
-        raise ConfigError(f"{field_name} must be a number {bound}, got {value!r}.")
 
 
 MIXED_PRECISION_CHOICES = (False, True, "no", "bf16", "fp16")
@@ -255,8 +235,8 @@ class TrainingConfig:
             if getattr(self, name) is not None:
                 self._check_positive_int(name, minimum=1)
         if self.max_grad_norm is not None:
-            _check_number("TrainingConfig.max_grad_norm", self.max_grad_norm, minimum=0, inclusive=False)
-        _check_number("TrainingConfig.early_stopping_min_delta", self.early_stopping_min_delta, minimum=0)
+            check_range("TrainingConfig.max_grad_norm", self.max_grad_norm, 0, low_inclusive=False)
+        check_range("TrainingConfig.early_stopping_min_delta", self.early_stopping_min_delta, 0)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"TrainingConfig.seed must be an integer or None, got {self.seed!r}.")
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
@@ -282,9 +262,7 @@ class TrainingConfig:
             raise ConfigError(f"TrainingConfig.scheduler must be a SchedulerConfig or None, got {type(self.scheduler).__name__}.")
 
     def _check_positive_int(self, name: str, minimum: int) -> None:
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(f"TrainingConfig.{name} must be an integer >= {minimum}, got {value!r}.")
+        check_range(f"TrainingConfig.{name}", getattr(self, name), minimum, integer=True)
 
     @property
     def precision(self) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
+from treadmill.validation import check_keys
 
 STRATEGIES = ("greedy", "beam", "sample")
 
@@ -150,12 +150,7 @@ class GenerationConfig:
 
 def check_field_names(overrides: dict[str, Any]) -> None:
     """Raise ValueError for a name that is not a GenerationConfig field, naming the closest."""
-    fields = list(GenerationConfig.__dataclass_fields__)
-    for name in overrides:
-        if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid fields: {fields}"
-            raise ValueError(f"unknown generation option {name!r}{hint}")
+    check_keys("GenerationConfig", overrides, GenerationConfig.__dataclass_fields__)
 
 
 def resolve_config(config: GenerationConfig | None, overrides: dict[str, Any]) -> GenerationConfig:

@@ -19,7 +19,7 @@ from treadmill.models.gpt import GPT, GPTConfig
 from treadmill.models.rnn_seq2seq import RNNSeq2Seq, RNNSeq2SeqConfig
 from treadmill.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
 
-__all__ = ["MODELS", "build_model", "config_class"]
+__all__ = ["MODELS", "build_model", "canonical_fields", "config_class"]
 
 # name -> (config dataclass, builder from a config)
 MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
@@ -28,6 +28,11 @@ MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "gpt": (GPTConfig, GPT.from_config),
     "forecaster": (ForecasterConfig, Forecaster.from_config),
 }
+
+
+def canonical_fields(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` of model `name` with any older field name replaced by today's."""
+    return dict(fields)
 
 
 def config_class(name: str) -> type:

@@ -30,19 +30,22 @@ from torch import Tensor
 
 from treadmill.checkpoint import unwrap_model
 from treadmill.config import ConfigError
-from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
-from treadmill.distributed import all_gather_objects
+from treadmill.constants import PAD_ID
 from treadmill.metrics import (
-    Seq2SeqMetrics,
     WerUnit,
     check_wer_unit,
     sequence_accuracy,
     token_accuracy,
 )
+from treadmill.seq2seq.evaluation import (
+    decode_loader,
+    decoder_only_prompt,
+    generate_for_batch,
+    strip_target,
+)
 from treadmill.seq2seq.losses import LabelSmoothedCrossEntropy
 from treadmill.seq2seq.scheduled_sampling import ScheduledSamplingSchedule, mix_two_pass
 from treadmill.trainer import Trainer
-from treadmill.utils import move_to_device
 
 __all__ = ["Seq2SeqConfig", "Seq2SeqTrainer", "TokenLoss", "decoder_only_prompt", "strip_target"]
 
@@ -98,22 +101,6 @@ class Seq2SeqConfig:
             raise ConfigError(
                 f"Seq2SeqConfig.scheduled_sampling {self.scheduled_sampling}: {err}. Fields: {names}."
             ) from err
-
-
-def decoder_only_prompt(src: Tensor) -> Tensor:
-    """A source row laid out as a decoder-only model sees it before the target: PAD removed."""
-    return src[src != PAD_ID]
-
-
-def strip_target(ids: Sequence[int]) -> list[int]:
-    """Token ids without BOS, cut at the first EOS, PAD removed."""
-    out = []
-    for token in ids:
-        if token == EOS_ID:
-            break
-        if token not in (BOS_ID, PAD_ID):
-            out.append(int(token))
-    return out
 
 
 class Seq2SeqTrainer(Trainer):
@@ -261,49 +248,14 @@ class Seq2SeqTrainer(Trainer):
 
     def generate_batch(self, batch: Mapping[str, Tensor], **overrides: Any) -> list[list[int]]:
         """Free-running outputs (token ids, no BOS/EOS) for a batch's sources."""
-        from treadmill.decoding import generate
-
-        options = {**self.seq2seq.generation, **overrides}
-        model = unwrap_model(self.model)
-        if self.is_encoder_decoder:
-            src = batch["src"]
-            mask = batch.get("src_padding_mask")
-            output = generate(model, src, src == PAD_ID if mask is None else mask, **options)
-        else:
-            prompt_src = batch.get("src")
-            # The same layout as training (_decoder_only_tokens): the source, then the target's BOS.
-            prompts = (
-                [[*decoder_only_prompt(row).tolist(), BOS_ID] for row in prompt_src]
-                if prompt_src is not None
-                else [[BOS_ID]] * batch["tgt"].size(0)
-            )
-            output = generate(model, prompt=prompts, **options)
+        output = generate_for_batch(self.model, batch, **{**self.seq2seq.generation, **overrides})
         return [list(seq) for seq in output.sequences]
 
     def decode_metrics(
         self, loader: Iterable[Any], max_batches: int | None = None
     ) -> dict[str, float]:
         """Exact match, token accuracy, BLEU, chrF, WER and PER of free-running outputs (every rank's, under DDP)."""
-        accumulator = Seq2SeqMetrics(detokenize=self.detokenize, wer_unit=self.wer_unit)
-        for index, batch in enumerate(loader):
-            if max_batches is not None and index >= max_batches:
-                break
-            batch = move_to_device(batch, self.device)
-            hyps = self.generate_batch(batch)
-            refs = (
-                self.references(batch)
-                if self.references is not None
-                else [[strip_target(r.tolist())] for r in batch["tgt"]]
-            )
-            accumulator.update(hyps, refs)
-        if self.dist.enabled:  # every rank decoded its shard: all must see (and stop on) the same numbers
-            states = all_gather_objects(accumulator.state_dict())
-            accumulator.reset()
-            for state in states:
-                accumulator.merge_state(state)
-        if len(accumulator) == 0:
-            return {}
-        result = accumulator.compute()
-        result["gen_token_accuracy"] = result.pop("token_accuracy")
-        result.pop("sequence_accuracy", None)  # the free-running one is exact_match
-        return result
+        return decode_loader(
+            self.model, loader, self.seq2seq.generation, self.references, detokenize=self.detokenize,
+            wer_unit=self.wer_unit, device=self.device, max_batches=max_batches, merge_ranks=self.dist.enabled,
+        ).metrics

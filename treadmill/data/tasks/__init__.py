@@ -7,7 +7,6 @@ to REGISTRY below. See docs/data.md.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from treadmill.data.tasks.toy import (
     build_sort,
     generated_sizes,
 )
+from treadmill.validation import ConfigError, closest_hint
 
 __all__ = [
     "REGISTRY",
@@ -87,9 +87,7 @@ class TaskInfo:
 
 def _spec(name: str) -> TaskSpec:
     if name not in REGISTRY:
-        close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown task {name!r}.{hint} Available tasks: {', '.join(REGISTRY)}.")
+        raise ConfigError(f"unknown task {name!r}.{closest_hint(name, REGISTRY)} Available tasks: {', '.join(REGISTRY)}.")
     return REGISTRY[name]
 
 
@@ -102,10 +100,8 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
     allowed = task_options(name)
     for key in options:
         if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"task {name!r} has no option {key!r}.{hint} Its options are: "
+            raise ConfigError(
+                f"task {name!r} has no option {key!r}.{closest_hint(key, allowed)} Its options are: "
                 f"{', '.join(f'{k}={v!r}' for k, v in allowed.items()) or 'none'}."
             )
 

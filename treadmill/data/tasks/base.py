@@ -37,10 +37,32 @@ class Task:
     # What WER counts as a word (treadmill.metrics.WER_UNITS): "sequence" when each example is one.
     wer_unit: WerUnit = "word"
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_seq2seq
+    # Text maps under which decoded outputs are scored as well, as metrics suffixed `_name`
+    # (G2P: {"nostress": strip_stress}, WER and PER without stress digits).
+    metric_variants: dict[str, Callable[[str], str]] = field(default_factory=dict)
+    # The task's own scoring of a model on a loader, in place of free-running decoding
+    # (forecasts: MSE/MAE/MASE in original units, next to the naive baselines').
+    evaluate_model: Callable[[torch.nn.Module, Task, Any, Any], dict[str, float]] | None = None
 
     def split_sizes(self) -> dict[str, int]:
         """Number of examples per split."""
         return {name: len(ds) for name, ds in self.splits.items()}  # type: ignore[arg-type]
+
+    def model_sizes(self) -> dict[str, int]:
+        """The sizes a model takes from the task: vocabularies, or a forecast's window and horizon."""
+        if self.kind == "forecast":
+            return {"context_len": self.metadata["context_len"], "horizon": self.metadata["horizon"]}
+        src, tgt = self.src_tokenizer.vocab_size, self.tgt_tokenizer.vocab_size  # type: ignore[union-attr]
+        # a decoder-only model reads sources and writes targets with one embedding table
+        return {"src_vocab_size": src, "tgt_vocab_size": tgt, "vocab_size": max(src, tgt)}
+
+    def source_layout(self) -> dict[str, bool]:
+        """Whether the datasets' sources start with BOS and end with EOS (new inputs must match)."""
+        from treadmill.constants import BOS_ID, EOS_ID
+
+        split = next((s for s in ("test", "valid", "train") if s in self.splits and len(self.splits[s])), None)  # type: ignore[arg-type]
+        example = list(self.splits[split][0]["src"]) if split else []
+        return {"bos": bool(example) and example[0] == BOS_ID, "eos": bool(example) and example[-1] == EOS_ID}
 
     def loader(
         self,

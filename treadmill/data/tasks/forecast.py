@@ -148,6 +148,7 @@ def _build(series_name: str, context_len: int | None, horizon: int | None, strid
         tgt_tokenizer=None,
         kind="forecast",
         collate_fn=collate_forecast,
+        evaluate_model=evaluate_forecaster,
         metadata={
             "mean": mean,
             "std": std,

@@ -26,6 +26,8 @@ SPLIT_SALT = "g2p-cmudict"
 SUBSAMPLE_SALT = "g2p-cmudict-subsample"
 _WORD = re.compile(r"^[a-z']*[a-z][a-z']*$")
 _STRESS = re.compile(r"\d")
+# A stress digit after a vowel symbol, in decoded text: the runs score WER/PER without it too.
+_STRESS_DIGIT = re.compile(r"(?<=[A-Z])[012]\b")
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,6 +40,11 @@ def _dictionary() -> tuple[tuple[str, tuple[str, ...]], ...]:
         if _WORD.match(word):
             entries.append((word, tuple(" ".join(p) for p in prons)))
     return tuple(sorted(entries))
+
+
+def strip_stress_digits(text: str) -> str:
+    """ARPAbet without stress digits: 'HH AH0 L OW1' -> 'HH AH L OW'."""
+    return _STRESS_DIGIT.sub("", text)
 
 
 def _strip_stress(prons: tuple[str, ...]) -> tuple[str, ...]:
@@ -94,6 +101,7 @@ def build_g2p_cmudict(*, max_words: int | None = None, strip_stress: bool = Fals
         tgt_tokenizer=tgt_tokenizer,
         references=references,
         wer_unit="sequence",  # one word per example: WER is the share of words with any phoneme wrong
+        metric_variants={"nostress": strip_stress_digits},
         metadata={
             "max_words": max_words,
             "strip_stress": strip_stress,

@@ -1,7 +1,12 @@
-"""`treadmill sweep`: run a grid of config overrides, each in its own directory, into a table."""
+"""`treadmill sweep CONFIG.yaml key=v1,v2 [key2=a,b ...] [--sweep-dir DIR]`: run a grid of config
+overrides, each in its own directory, into experiments.md and experiments.csv.
+
+Every combination is validated before the first run trains, so a bad value fails in seconds.
+"""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import itertools
 import json
@@ -12,9 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from treadmill.callbacks.base import infer_mode
-from treadmill.runconfig import RunConfigError, load_run_config
+from treadmill.cli.config import RunConfigError, load_run_config
 
-__all__ = ["parse_grid", "run_sweep", "run_status", "write_tables"]
+__all__ = ["add_parser", "run", "parse_grid", "run_sweep", "run_status", "write_tables"]
+
+
+def add_parser(commands: Any) -> None:
+    """The `sweep` subcommand's arguments."""
+    parser = commands.add_parser("sweep", help="run a grid of overrides and tabulate the results")
+    parser.add_argument("config")
+    parser.add_argument("grid", nargs="+", help="key=v1,v2 (one per swept key) or key=value (fixed)")
+    parser.add_argument("--sweep-dir", help="default runs/sweep-<config name>")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the grid; exit 1 when a run failed (the table lists every run either way)."""
+    sweep_dir = Path(args.sweep_dir or Path("runs") / f"sweep-{Path(args.config).stem}")
+    rows = run_sweep(Path(args.config), args.grid, sweep_dir)
+    failed = sum(row["status"] == "failed" for row in rows)
+    print(f"{len(rows)} runs ({failed} failed): {sweep_dir / 'experiments.md'}")
+    return 1 if failed else 0
 
 
 def parse_grid(items: list[str]) -> list[list[str]]:
@@ -53,16 +75,15 @@ def run_status(summary: dict[str, Any], monitor: str) -> str:
 
 def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
     """Train every combination (skipping finished ones), record failures, write the tables."""
+    from treadmill.cli.train import train_run
     from treadmill.distributed import broadcast_object, is_main_process, launched_world_size
-    from treadmill.runner import train_run
 
     main = is_main_process()
     # Under torchrun a failed run cannot be recorded and skipped: the other ranks would wait for it
     # forever inside the next run's collectives. It stops the sweep, and torchrun stops every rank.
     distributed = launched_world_size() > 1
     combos = parse_grid(grid)
-    for overrides in combos:  # validate every combination before the first long run
-        load_run_config(config_path, overrides)
+    configs = [load_run_config(config_path, overrides) for overrides in combos]  # all checked before the first run
     rows = []
     for index, overrides in enumerate(combos, start=1):
         run_dir = sweep_dir / _run_name(overrides)
@@ -76,21 +97,20 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
         else:
             started = time.perf_counter()
             try:
-                summary = train_run(load_run_config(config_path, overrides), run_dir)
+                summary = train_run(configs[index - 1], run_dir)
             except Exception as err:  # noqa: BLE001 - a failing run is recorded, the sweep goes on
                 if distributed:
                     raise
                 summary = {"status": "failed", "error": f"{type(err).__name__}: {err}", "wall_seconds": time.perf_counter() - started}
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.txt").write_text(traceback.format_exc())
-        rows.append(_row(overrides, summary, load_run_config(config_path, overrides)))
+        rows.append(_row(overrides, summary, configs[index - 1].training.monitor))
         if main:  # under torchrun the other ranks train but have no results to write
             write_tables(rows, sweep_dir)
     return rows
 
 
-def _row(overrides: list[str], summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    monitor = config["training"].get("monitor", "val_loss")
+def _row(overrides: list[str], summary: dict[str, Any], monitor: str) -> dict[str, Any]:
     history = _history(summary)
     values = history.get(monitor, [])
     row: dict[str, Any] = {"overrides": " ".join(overrides), "status": summary.get("status") or run_status({**summary, "history": history}, monitor)}

@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from treadmill.runconfig import RunConfigError, load_run_config, parse_overrides
+from treadmill.cli.config import (
+    RunConfigError,
+    load_run_config,
+    parse_overrides,
+    run_config_from_dict,
+)
 
 
 def write(tmp_path, text):
@@ -42,10 +47,10 @@ def test_overrides_apply_and_defaults_fill_in(tmp_path):
         write(tmp_path, BASE),
         ["model.d_model=64", "training.optimizer.lr=3e-4", "data.batch_size=16"],
     )
-    assert config["model"]["d_model"] == 64
-    assert config["training"]["optimizer"]["lr"] == 3e-4
-    assert config["data"]["batch_size"] == 16 and config["data"]["eval_batch_size"] == 256
-    assert config["evaluation"]["splits"] == ["test"]
+    assert config.model.fields["d_model"] == 64 and config.model.build_config().d_model == 64
+    assert config.training.optimizer.lr == 3e-4
+    assert config.data.batch_size == 16 and config.data.eval_batch_size == 256
+    assert config.evaluation.splits == ["test"]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +91,7 @@ def test_unknown_keys_suggest_the_closest(tmp_path, override, message):
         ("data=5", r"Config section 'data' must be a mapping"),
         ("task.options=3", r"task\.options must be a mapping"),
         # decoding options fail when the config loads, not after hours of training at the first decode
-        ("evaluation.generation.beam_szie=5", r"evaluation\.generation: .*'beam_szie'.*did you mean 'beam_size'"),
+        ("evaluation.generation.beam_szie=5", r"evaluation\.generation: .*'beam_szie'.*Did you mean 'beam_size'"),
         ("seq2seq.generation.strategy=beem", r"seq2seq\.generation: .*strategy"),
         ("evaluation.generation.beam_size=0", r"evaluation\.generation: .*beam_size"),
         ("sequence_level.method=mrtt", r"sequence_level: .*method must be 'mrt' or 'reinforce'"),
@@ -109,18 +114,20 @@ def test_pytorch_treadmill_aliases_work_in_yaml(tmp_path):
     config = load_run_config(
         write(tmp_path, BASE), ["training.grad_clip_norm=1.0", "training.validate_every=2"]
     )
-    assert config["training"]["grad_clip_norm"] == 1.0
+    assert config.training.max_grad_norm == 1.0 and config.training.validation_frequency == 2
 
 
 def test_evaluation_decoding_options_are_checked_as_merged_over_the_validation_ones(tmp_path):
     # temperature belongs to sampling; evaluation switches to beam search without clearing it
     config = BASE + "seq2seq: {generation: {strategy: sample, temperature: 0.7}}\n"
-    assert load_run_config(write(tmp_path, config))["seq2seq"]["generation"]["temperature"] == 0.7
+    assert load_run_config(write(tmp_path, config)).seq2seq.generation["temperature"] == 0.7
     with pytest.raises(RunConfigError, match=r"evaluation\.generation: .*temperature"):
         load_run_config(write(tmp_path, config), ["evaluation.generation.strategy=beam"])
 
 
 @pytest.mark.parametrize("example", sorted(Path(__file__).parents[1].glob("examples/*.yaml")), ids=lambda p: p.name)
-def test_every_example_config_loads(example):
-    config = load_run_config(example)
-    assert config["task"]["name"] and config["model"]["name"]
+def test_every_example_config_validates(example):
+    config = load_run_config(example)  # the model config is built too (placeholder vocabulary sizes)
+    assert config.task.name and config.model.build_config() is not None
+    # what config.yaml holds reads back to the same config
+    assert run_config_from_dict(config.to_dict()).to_dict() == config.to_dict()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from treadmill.report import headline, spread_rows
+from treadmill.cli.report import headline, spread_rows
 
 
 def test_g2p_headline_gives_wer_and_per_with_and_without_stress():
@@ -35,3 +35,19 @@ def test_spread_rows_are_distinct_in_range_and_reach_past_the_start(n_rows, n_sa
 
 def test_spread_rows_is_empty_when_nothing_is_asked_or_there_is_nothing():
     assert spread_rows(100, 0) == set() and spread_rows(0, 5) == set()
+
+
+def test_the_results_table_has_a_row_per_split_with_its_headline_figures():
+    import io
+
+    from treadmill.cli.report import results_table
+
+    out = io.StringIO()
+    results_table({"valid": {"loss": 0.25, "exact_match": 0.5, "wer": 0.5},
+                   "test": {"loss": 0.5, "exact_match": 0.625, "wer": 0.375, "bleu": 71.25}}, file=out)
+    lines = [line for line in out.getvalue().splitlines() if "valid" in line or "test" in line]
+    assert len(lines) == 2
+    assert "0.25" in lines[0] and "50.0%" in lines[0]
+    assert all(figure in lines[1] for figure in ("0.5", "62.5%", "37.5%", "71.25"))
+    header = next(line for line in out.getvalue().splitlines() if "split" in line)
+    assert header.index("exact_match") < header.index("wer") < header.index("bleu")

@@ -1,0 +1,144 @@
+"""From a RunConfig to the objects a run needs: the task, the model, the loaders, the trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from treadmill.callbacks.base import Callback
+from treadmill.cli.config import RunConfig, RunConfigError
+from treadmill.config import TrainingConfig
+from treadmill.validation import ConfigError
+
+__all__ = ["build_task", "build_model", "build_loaders", "build_callbacks", "make_trainer", "reference_fn"]
+
+
+def build_task(config: RunConfig) -> Any:
+    """The task named in the config, built with its options."""
+    from treadmill.data.tasks import get_task
+
+    try:
+        return get_task(config.task.name, **config.task.options)
+    except ConfigError as err:
+        raise RunConfigError(f"task: {err}") from err
+    except (TypeError, ValueError) as err:  # an option value the task's builder refuses
+        raise RunConfigError(f"task.options of {config.task.name!r}: {err}") from err
+
+
+def resolve_model_sizes(config: RunConfig, task: Any) -> None:
+    """Write the sizes the model takes from the task (vocabularies, horizons) into config.model, so
+    config.yaml rebuilds the same model without the task; refuse a model the task cannot feed."""
+    sizes = task.model_sizes()
+    missing = [name for name in config.model.required_sizes() if name not in config.model.fields and name not in sizes]
+    if missing:
+        raise RunConfigError(
+            f"model.name={config.model.name} needs {', '.join(missing)}, which task {task.name!r} (a {task.kind} task) "
+            f"does not provide: {'use model.name=forecaster' if task.kind == 'forecast' else 'choose a sequence model'}."
+        )
+    for name in config.model.required_sizes():
+        config.model.fields.setdefault(name, sizes[name])
+
+
+def build_model(config: RunConfig) -> nn.Module:
+    """The model of the config (its sizes resolved, see `resolve_model_sizes`)."""
+    from treadmill.models.registry import MODELS
+
+    return MODELS[config.model.name][1](config.model.build_config(config.model.fields))
+
+
+def build_loaders(config: RunConfig, task: Any, splits: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, Any]:
+    """DataLoaders of the task's splits: train shuffled (token budget or batch size), others in order."""
+    data = config.data
+    loaders = {}
+    if "train" in splits:
+        # With a token budget, batch sizes vary with length; batch_size then plays no part.
+        batch_size = None if data.max_tokens else data.batch_size
+        loaders["train"] = task.loader("train", batch_size=batch_size, max_tokens=data.max_tokens, seed=config.seed,
+                                       num_workers=data.num_workers)
+    for split in splits:
+        if split != "train" and split in task.splits:
+            loaders[split] = task.loader(split, batch_size=data.eval_batch_size, shuffle=False)
+    return loaders
+
+
+def build_callbacks(config: RunConfig, log_dir: Path | None) -> list[Callback]:
+    """Loggers writing into `log_dir` (none when None, e.g. on torchrun ranks but 0) and the
+    diagnostics the config enables."""
+    callbacks: list[Callback] = _loggers(log_dir) if log_dir is not None else []
+    diagnostics = config.diagnostics
+    if diagnostics.enabled:
+        from treadmill.callbacks.alarms import HealthMonitor
+        from treadmill.callbacks.diagnostics import Diagnostics
+
+        # An empty watch list keeps Diagnostics' default, which a model without an encoder skips.
+        watch = {"watch": tuple(diagnostics.watch)} if diagnostics.watch else {}
+        callbacks.append(Diagnostics(every_n_steps=diagnostics.every_n_steps, **watch))
+        callbacks.append(HealthMonitor(on_alarm=diagnostics.on_alarm))
+    return callbacks
+
+
+def _loggers(log_dir: Path) -> list[Callback]:
+    """metrics.csv and steps.csv, and TensorBoard files where tensorboard is installed."""
+    from treadmill.callbacks.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Callback] = [CSVLogger(log_dir)]
+    try:
+        loggers.append(TensorBoardLogger(log_dir))
+    except ImportError:  # an optional extra; training works without it
+        pass
+    return loggers
+
+
+def reference_fn(task: Any, split: str) -> Callable[[Mapping[str, Any]], list[list[list[int]]]] | None:
+    """All acceptable targets of a batch's examples, as token ids (multi-reference tasks)."""
+    if not task.references or split not in task.references:
+        return None
+    encoded = [[task.tgt_tokenizer.encode(r) for r in refs] for refs in task.references[split]]
+    return lambda batch: [encoded[int(i)] for i in batch["index"]]
+
+
+def make_trainer(
+    config: RunConfig,
+    task: Any,
+    model: nn.Module,
+    loaders: Mapping[str, Any],
+    *,
+    checkpoint_dir: Path | None,
+    callbacks: list[Callback] | None = None,
+    training: TrainingConfig | None = None,
+    objective: str = "mle",
+) -> Any:
+    """The trainer of a run phase: a Seq2SeqTrainer (teacher forcing, `objective` "mle"), a
+    SequenceLevelTrainer ("mrt", "reinforce"), or the task kind's own (forecasts); with no
+    "train" loader, a trainer that only evaluates."""
+    training = dataclasses.replace(training or config.training, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+    train_loader, valid_loader = loaders.get("train"), loaders.get("valid")
+    if task.kind == "forecast":
+        from treadmill.forecasting import ForecastTrainer
+
+        return ForecastTrainer(model, training, train_loader, valid_loader, loss_fn=nn.MSELoss(), callbacks=callbacks)
+    from treadmill.seq2seq.trainer import Seq2SeqTrainer
+
+    options: dict[str, Any] = {
+        "seq2seq": config.seq2seq,
+        "detokenize": task.tgt_tokenizer.decode,
+        "references": reference_fn(task, "valid"),
+        "wer_unit": task.wer_unit,
+        "callbacks": callbacks,
+    }
+    if objective == "mle":
+        return Seq2SeqTrainer(model, training, train_loader, valid_loader, **options)
+    from treadmill.seq2seq.sequence_trainer import SequenceLevelTrainer
+
+    return SequenceLevelTrainer(model, training, train_loader, valid_loader,
+                                sequence_level=config.sequence_level.objective(), **options)
+
+
+def seed_model_init(config: RunConfig) -> None:
+    """Seed the global RNG so the model's initial weights follow the run's seed."""
+    torch.manual_seed(config.seed)

@@ -1,0 +1,111 @@
+"""`treadmill generate RUN_DIR [TEXT ...]`: decode raw inputs with a finished run.
+
+One output line per input line, blank ones included (a blank input gives a blank output), so the
+outputs line up with the inputs. With `--set num_return_sequences=N`, N lines per input, each
+`input<TAB>rank<TAB>score<TAB>hypothesis`, best first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from treadmill.cli.config import RunConfigError, parse_overrides
+from treadmill.cli.run_dir import LoadedRun, load_run
+from treadmill.constants import PAD_ID
+
+__all__ = ["add_parser", "run", "generate_lines"]
+
+
+def add_parser(commands: Any) -> None:
+    """The `generate` subcommand's arguments."""
+    parser = commands.add_parser("generate", help="decode inputs with a trained run (one output per input)")
+    parser.add_argument("run_dir")
+    parser.add_argument("texts", nargs="*", help="inputs; read from stdin, one per line, when none are given")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                        help="generation setting, e.g. --set strategy=beam --set beam_size=5")
+    parser.add_argument("--attention", metavar="PNG", help="write the attention heatmap of the first input")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the outputs, one (or num_return_sequences) per input line."""
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    for output in generate_lines(Path(args.run_dir), texts, args.settings, args.attention):
+        print(output, flush=True)
+    return 0
+
+
+def generation_options(loaded: LoadedRun, settings: list[str]) -> dict[str, Any]:
+    """The run's evaluation decoding options with `--set` settings over them, checked."""
+    from treadmill.decoding import GenerationConfig
+    from treadmill.decoding.config import strategy_only_fields
+
+    options = loaded.config.generation("evaluation")
+    overrides = parse_overrides(settings)
+    if "strategy" in overrides:  # the run's settings for another strategy do not carry over
+        options = {k: v for k, v in options.items() if k not in strategy_only_fields(exclude=overrides["strategy"])}
+    options.update(overrides)
+    try:
+        GenerationConfig(**options)
+    except (TypeError, ValueError) as err:
+        raise RunConfigError(f"generation settings {options}: {err}") from err
+    return options
+
+
+def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attention_png: str | None = None) -> list[str]:
+    """The output lines for the input texts (see the module docstring for their layout)."""
+    from treadmill.seq2seq.evaluation import decode_loader
+
+    loaded = load_run(run_dir)
+    if loaded.kind != "seq2seq":
+        raise RunConfigError(f"`treadmill generate` decodes text; run '{run_dir}' is a {loaded.kind} run.")
+    options = generation_options(loaded, settings)
+    if attention_png:
+        options["return_attention"] = True
+    filled = [i for i, text in enumerate(texts) if text.strip()]  # blank lines are not decoded
+    rows = [loaded.source_ids(texts[i]) for i in filled]
+    try:
+        decoded = decode_loader(loaded.model, _batches(rows, loaded.config.data.eval_batch_size), options,
+                                keep_hypotheses=True)
+    except ValueError as err:  # e.g. an input longer than the model's context
+        raise RunConfigError(f"`treadmill generate` on {run_dir}: {err}") from err
+    outputs = {i: [(score, loaded.tgt_tokenizer.decode(h)) for h, score in zip(hyps, scores, strict=True)]
+               for i, hyps, scores in zip(filled, decoded.hypotheses, decoded.scores, strict=True)}
+    n = int(options.get("num_return_sequences", 1))
+    lines: list[str] = []
+    for i, text in enumerate(texts):
+        scored = outputs.get(i, [])
+        if n == 1:
+            lines.append(scored[0][1] if scored else "")
+        else:  # input, rank, score, hypothesis; a blank input keeps one line of its own
+            lines.extend([f"{text}\t{rank}\t{score:.4f}\t{hyp}" for rank, (score, hyp) in enumerate(scored, start=1)]
+                         or [f"{text}\t\t\t"])
+    if attention_png and filled and decoded.attention[0] is not None:
+        _plot_attention(loaded, rows[0], decoded.hypotheses[0][0], decoded.attention[0], Path(attention_png))
+    return lines
+
+
+def _batches(rows: list[list[int]], batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """The source id lists as right-padded batches, as the datasets collate them."""
+    batches = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        width = max(len(r) for r in chunk)
+        src = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in chunk])  # (batch, src_len)
+        batches.append({"src": src, "src_padding_mask": src == PAD_ID, "index": torch.arange(start, start + len(chunk))})
+    return batches
+
+
+def _plot_attention(loaded: LoadedRun, source: list[int], output: list[int], weights: torch.Tensor, png: Path) -> None:
+    """The best hypothesis's attention over the first input, tokens named on both axes."""
+    from treadmill.plots import plot_attention
+
+    src_tokens = [loaded.src_tokenizer.decode([t]) or str(t) for t in source]
+    weights = weights[:, : len(src_tokens)]  # (output steps, src_len)
+    tgt_tokens = [loaded.tgt_tokenizer.decode([t]) or str(t) for t in output]
+    tgt_tokens = (tgt_tokens + ["<eos>"])[: weights.shape[0]]  # the last step may be EOS's
+    plot_attention(weights[: len(tgt_tokens)], src_tokens, tgt_tokens, out=png)

@@ -1,0 +1,79 @@
+"""One-line, human-readable summaries of a split's metrics, for the end of `treadmill train` and `eval`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["headline", "spread_rows", "print_samples", "results_table"]
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def headline(split: str, metrics: Mapping[str, float], n_examples: int | None = None) -> str:
+    """The figures a reader looks for first: MASE against the baselines for forecasts, WER/PER
+    (with and without stress) for G2P, exact match and BLEU for other sequence tasks."""
+    if "mase" in metrics:
+        parts = [f"MASE {metrics['mase']:.3f} (seasonal-naive {metrics['seasonal_naive_mase']:.3f}, "
+                 f"naive {metrics['naive_mase']:.3f})", f"MAE {metrics['mae']:.4g}"]
+    elif "wer_nostress" in metrics:
+        parts = [f"WER {_percent(metrics['wer'])}  PER {_percent(metrics['per'])} with stress",
+                 f"WER {_percent(metrics['wer_nostress'])}  PER {_percent(metrics['per_nostress'])} without",
+                 f"exact match {_percent(metrics['exact_match'])}"]
+    elif "exact_match" in metrics:
+        parts = [f"exact match {_percent(metrics['exact_match'])}"]
+        parts += [f"{name} {metrics[name]:.1f}" for name in ("bleu", "chrf") if name in metrics]
+    else:
+        parts = [f"{name} {value:.4g}" for name, value in metrics.items() if isinstance(value, float)]
+    size = f" ({n_examples:,} examples)" if n_examples is not None else ""
+    return f"{split}{size}: " + ";  ".join(parts)
+
+
+def spread_rows(n_rows: int, n_samples: int) -> set[int]:
+    """`n_samples` row indices spread evenly over `n_rows`, so printed samples are not just the
+    first rows (in a sorted dictionary, the abbreviations at the top of the alphabet)."""
+    if n_samples <= 0 or n_rows <= 0:
+        return set()
+    n_samples = min(n_samples, n_rows)
+    return {(k * n_rows) // n_samples for k in range(n_samples)}
+
+
+def print_samples(split: str, samples: list[tuple[int, bool, str, str, str]], reachable: int,
+                  options: Mapping[str, Any]) -> None:
+    """The sample predictions of a split, in row order, each marked right (✓) or wrong (✗)."""
+    if not samples:
+        return
+    strategy = options.get("strategy", "greedy")
+    if strategy == "beam":
+        strategy = f"beam {options.get('beam_size', '')}".strip()
+    print(f"{split} samples, {len(samples)} spread over {reachable:,} rows ({strategy} decoding):", flush=True)
+    for _, right, source, reference, hypothesis in sorted(samples):
+        print(f"  {'✓' if right else '✗'} {source!r:28} ref {reference!r:40} hyp {hypothesis!r}", flush=True)
+
+
+# The figures of a split's results table, in this order, where the split has them.
+_TABLE_METRICS = ("loss", "exact_match", "wer", "per", "wer_nostress", "per_nostress", "bleu", "chrf", "mase", "mae")
+
+
+def results_table(results: Mapping[str, Mapping[str, float]], file: Any = None) -> None:
+    """The end-of-run results as a table (rich), one row per split; `file` defaults to stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = [name for name in _TABLE_METRICS if any(name in metrics for metrics in results.values())]
+    table = Table(title="Results")
+    table.add_column("split")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for split, metrics in results.items():
+        table.add_row(split, *(_cell(name, metrics.get(name)) for name in columns))
+    Console(file=file or sys.stdout).print(table)
+
+
+def _cell(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    return _percent(value) if name in ("exact_match", "wer", "per", "wer_nostress", "per_nostress") else f"{value:.4g}"

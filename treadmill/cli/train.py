@@ -1,0 +1,141 @@
+"""`treadmill train CONFIG.yaml [dotted.key=value ...] [--run-dir DIR]`: the training recipe.
+
+    config = load_run_config(CONFIG, overrides)     # every value checked; nothing written yet
+    task = build_task(config); sizes into config.model
+    write config.yaml, task.json, tokenizers/       # rank 0
+    model = build_model(config)                     # seeded by config.seed
+    trainer.fit()                                   # teacher forcing; checkpoints/
+    load the evaluated weights (best, last, or the mean of the last N)
+    [sequence-level phase: MRT, REINFORCE or more teacher forcing; checkpoints_finetune/]
+    evaluate_splits(...)                            # predictions.tsv, samples, headlines
+    summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from treadmill.checkpoint import unwrap_model
+from treadmill.cli.build import (
+    build_callbacks,
+    build_loaders,
+    build_model,
+    build_task,
+    make_trainer,
+    resolve_model_sizes,
+    seed_model_init,
+)
+from treadmill.cli.config import RunConfig, load_run_config
+from treadmill.cli.evaluate import evaluate_splits
+from treadmill.cli.run_dir import (
+    FINETUNE_CHECKPOINTS,
+    checkpoint_dir,
+    load_final_weights,
+    write_run_files,
+)
+from treadmill.distributed import is_main_process
+
+__all__ = ["add_parser", "run", "train_run", "finetune_sequence_level"]
+
+
+def add_parser(commands: Any) -> None:
+    """The `train` subcommand's arguments."""
+    parser = commands.add_parser("train", help="train from a YAML config")
+    parser.add_argument("config", help="YAML run config, e.g. examples/g2p.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.d_model=256")
+    parser.add_argument("--run-dir", help="where to write the run (default runs/<config name>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then print the run directory and the summary as JSON on the last line."""
+    config = load_run_config(args.config, args.overrides)
+    run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
+    summary = train_run(config, run_dir)
+    if not summary:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    if sys.stdout.isatty():
+        from treadmill.cli.report import results_table
+
+        results_table({split: summary[split] for split in config.evaluation.splits if split in summary})
+    print(f"Run directory: {run_dir}")
+    # The per-epoch history and last train/valid metrics stay in summary.json: on a terminal they bury the result.
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("train", "valid", "history")}, default=float))
+    return 0
+
+
+def train_run(config: RunConfig, run_dir: Path,
+              model_fn: Callable[[RunConfig], nn.Module] = build_model) -> dict[str, Any]:
+    """Train as the config says, evaluate, write the run directory; the summary (`{}` on every
+    torchrun rank but 0). `model_fn` builds the model from the config (sizes resolved)."""
+    started = time.perf_counter()
+    main = is_main_process()  # under torchrun every rank trains and evaluates; rank 0 alone writes and reports
+    task = build_task(config)
+    resolve_model_sizes(config, task)
+    if main:
+        write_run_files(run_dir, config, task)
+    seed_model_init(config)
+    model = model_fn(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    if main:
+        print(f"Task {task.name}: {task.split_sizes()}; model {config.model.name} with {n_params:,} parameters.", flush=True)
+    loaders = build_loaders(config, task)
+    checkpoints = checkpoint_dir(run_dir, config)
+    trainer = make_trainer(config, task, model, loaders, checkpoint_dir=checkpoints,
+                           callbacks=build_callbacks(config, run_dir if main else None))
+    history = trainer.fit(resume_from=config.resume_from)
+    weights = load_final_weights(unwrap_model(trainer.model), checkpoints, config.evaluation.average_last)
+    if weights and main:
+        print(f"Loaded {weights}.", flush=True)
+    if config.sequence_level.enabled:
+        trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
+        history = trainer.history
+    train_seconds = time.perf_counter() - started
+    # Every rank evaluates the whole split (the teacher-forced metrics are all-reduced); rank 0 alone reports.
+    final = evaluate_splits(config, task, trainer, loaders, run_dir, write_predictions=main, report=main)
+    if not main:
+        return {}
+    summary = {
+        "task": task.name,
+        "model": config.model.name,
+        "parameters": n_params,
+        "epochs": history["total_epochs"],
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "train": history["train_metrics"][-1] if history["train_metrics"] else {},
+        "valid": next((m for m in reversed(history["val_metrics"]) if m), {}),
+        **final,
+        "history": {k: v for k, v in history.items() if isinstance(v, list) and v and isinstance(v[0], float)},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def finetune_sequence_level(config: RunConfig, task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path) -> Any:
+    """The fine-tuning phase on the teacher-forced model: MRT or REINFORCE, or "mle" (more teacher
+    forcing with the same budget: the control an honest comparison needs)."""
+    phase = config.sequence_level
+    before = trainer.evaluate(loaders["valid"], prefix="val_") if "valid" in loaders else {}
+    model = unwrap_model(trainer.model)  # the new trainer wraps it for DDP itself; the old wrapper goes
+    trainer.model = model
+    training = dataclasses.replace(
+        config.training, epochs=phase.epochs, max_steps=phase.max_steps, scheduler=None,
+        optimizer=dataclasses.replace(config.training.optimizer, lr=phase.lr),
+    )
+    directory = run_dir / FINETUNE_CHECKPOINTS
+    tuned = make_trainer(config, task, model, loaders, checkpoint_dir=directory, training=training, objective=phase.method,
+                         callbacks=build_callbacks(config, run_dir / "finetune" if is_main_process() else None))
+    tuned.print(f"Fine-tuning ({phase.method}, {phase.epochs} epoch(s), lr {phase.lr}); "
+                f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}")
+    tuned.history["before_finetune"] = before
+    tuned.fit()
+    load_final_weights(unwrap_model(tuned.model), directory, None)
+    return tuned
