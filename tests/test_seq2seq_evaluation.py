@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from copy_task import copy_batches
 
-from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
 from treadmill.decoding import generate
 from treadmill.metrics import Seq2SeqMetrics
 from treadmill.models import build_model
@@ -12,21 +12,8 @@ from treadmill.seq2seq.evaluation import decode_loader, strip_target
 VOCAB = 10
 
 
-def batches(n_batches=3, batch=5, seed=0):
-    """Copy-task batches: tgt = BOS src EOS, right-padded, with dataset rows in `index`."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for b in range(n_batches):
-        lengths = torch.randint(2, 6, (batch,), generator=g)
-        src = torch.full((batch, 5), PAD_ID)
-        tgt = torch.full((batch, 7), PAD_ID)
-        for i, n in enumerate(lengths.tolist()):
-            seq = torch.randint(4, VOCAB, (n,), generator=g)
-            src[i, :n] = seq
-            tgt[i, : n + 2] = torch.cat([torch.tensor([BOS_ID]), seq, torch.tensor([EOS_ID])])
-        out.append({"src": src, "tgt": tgt, "src_padding_mask": src == PAD_ID,
-                    "index": torch.arange(b * batch, (b + 1) * batch)})
-    return out
+def batches(n_batches=3):
+    return copy_batches(n_batches, batch=5, vocab=VOCAB, max_len=5)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from copy_task import copy_batches
 
 from treadmill import OptimizerConfig, TrainingConfig
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
@@ -13,23 +14,7 @@ from treadmill.models import GPT, GPTConfig, TransformerSeq2Seq
 from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer, evaluation, strip_target
 from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig, SequenceLevelTrainer
 
-VOCAB = 12
-
-
-def copy_batches(n_batches=6, batch=16, seed=0):
-    """Copy task batches: tgt = BOS src EOS, random lengths 2..6, right-padded."""
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(n_batches):
-        lengths = torch.randint(2, 7, (batch,), generator=g)
-        src = torch.full((batch, 6), PAD_ID)
-        tgt = torch.full((batch, 8), PAD_ID)
-        for i, n in enumerate(lengths.tolist()):
-            seq = torch.randint(4, VOCAB, (n,), generator=g)
-            src[i, :n] = seq
-            tgt[i, : n + 2] = torch.cat([torch.tensor([BOS_ID]), seq, torch.tensor([EOS_ID])])
-        batches.append({"src": src, "tgt": tgt, "src_padding_mask": src == PAD_ID})
-    return batches
+VOCAB = 12  # copy_task's default
 
 
 def transformer():
