@@ -15,7 +15,7 @@ The whole loop, as `fit()` runs it::
         on_epoch_end callbacks (early stopping, checkpoints, loggers)
 
 Checkpoint writing and loading live in `treadmill.checkpoint`, callbacks in
-`treadmill.callbacks`, precision rules in `treadmill.precision`.
+`treadmill.callbacks`, precision rules in `treadmill.training.precision`.
 """
 
 from __future__ import annotations
@@ -31,25 +31,16 @@ import torch
 from torch import nn
 
 from treadmill import __version__
-from treadmill.aggregation import RunningMeans
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.early_stopping import EarlyStopping
 from treadmill.callbacks.model_checkpoint import ModelCheckpoint
-from treadmill.callbacks.progress import ProgressReporter
 from treadmill.checkpoint import (
     atomic_save,
     capture_rng_state,
     export_weights,
     unwrap_model,
 )
-from treadmill.checks import (
-    EmbeddingIndexError,
-    NonFiniteLossError,
-    check_embedding_inputs,
-    first_non_finite_module,
-)
 from treadmill.config import TrainingConfig
-from treadmill.data_order import epoch_iterator, seed_epoch
 from treadmill.distributed import (
     all_reduce_sum,
     any_rank,
@@ -57,9 +48,18 @@ from treadmill.distributed import (
     shard_loader,
     wrap_ddp,
 )
-from treadmill.optim import build_optimizer, build_scheduler
-from treadmill.precision import autocast_context, make_grad_scaler, resolve_precision
-from treadmill.signals import GracefulStop, TrainingInterrupted
+from treadmill.training.checks import (
+    EmbeddingIndexError,
+    NonFiniteLossError,
+    check_embedding_inputs,
+    first_non_finite_module,
+)
+from treadmill.training.data_order import epoch_iterator, seed_epoch
+from treadmill.training.optim import build_optimizer, build_scheduler
+from treadmill.training.precision import autocast_context, make_grad_scaler, resolve_precision
+from treadmill.training.progress import ProgressReporter
+from treadmill.training.running_means import RunningMeans
+from treadmill.training.signals import GracefulStop, TrainingInterrupted
 from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_everything
 
 __all__ = ["Trainer", "TARGET_KEYS"]
@@ -103,7 +103,7 @@ class Trainer:
         self.dist = setup_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        # Seeds the per-epoch data order (see treadmill.data_order); saved with checkpoints.
+        # Seeds the per-epoch data order (see treadmill.training.data_order); saved with checkpoints.
         self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
         self.model = model.to(self.device)
         if self.dist.enabled:

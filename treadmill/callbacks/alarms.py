@@ -218,7 +218,7 @@ class HealthMonitor(Callback):
             trainer.print(self.summary())
 
     def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
-        from treadmill.checks import NonFiniteLossError
+        from treadmill.training.checks import NonFiniteLossError
 
         if isinstance(exception, NonFiniteLossError):
             self.raise_alarm(
