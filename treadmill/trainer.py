@@ -30,14 +30,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from treadmill import __version__
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.early_stopping import EarlyStopping
 from treadmill.callbacks.model_checkpoint import ModelCheckpoint
 from treadmill.checkpoint import (
     atomic_save,
-    capture_rng_state,
     export_weights,
+    restore_training_state,
+    save_last,
+    training_state,
     unwrap_model,
 )
 from treadmill.config import TrainingConfig
@@ -251,7 +252,7 @@ class Trainer:
         """Train for `config.epochs` epochs (or until stopped) and return the history."""
         if self.train_dataloader is None:
             raise ValueError("Trainer.fit needs train_dataloader.")
-        start_epoch, skip_batches = self._restore(resume_from) if resume_from is not None else (self.epoch, 0)
+        start_epoch, skip_batches = restore_training_state(self, resume_from) if resume_from is not None else (self.epoch, 0)
         self.should_stop = False
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -480,7 +481,7 @@ class Trainer:
         for path in deferred:
             self.save_checkpoint(path)
         if self.config.checkpoint_dir and self.config.save_last_model:
-            self._save_last()
+            save_last(self)
 
     def _record_history(self, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
@@ -520,28 +521,16 @@ class Trainer:
         """Write `last` every checkpoint_every_n_steps, and stop cleanly after a signal."""
         every = self.config.checkpoint_every_n_steps
         if every and self.config.checkpoint_dir and self.global_step % every == 0:
-            self._save_last()
+            save_last(self)
         if self._stop.requested is None:
             return
         if self.config.checkpoint_dir:
-            path = self._save_last()
+            path = save_last(self)
             self.print(f"Saved the training state to {path}. Resume with trainer.fit(resume_from={str(path)!r}) "
                        "or `treadmill train ... training.resume_from=last`.")
         else:
             self.print("No checkpoint_dir is configured, so the training state was not saved.")
         raise TrainingInterrupted(128 + self._stop.requested)
-
-    def _save_last(self) -> Path:
-        """Write checkpoint_dir/last.pt, keeping `keep_last_checkpoints` older ones as last-1.pt, ..."""
-        directory = Path(self.config.checkpoint_dir)  # type: ignore[arg-type]
-        last = directory / "last.pt"
-        if self.dist.is_main:
-            for index in range(self.config.keep_last_checkpoints - 1, 0, -1):
-                older = directory / ("last.pt" if index == 1 else f"last-{index - 1}.pt")
-                if older.exists():
-                    older.replace(directory / f"last-{index}.pt")
-        self.save_checkpoint(last)
-        return last
 
     # ------------------------------------------------------------------ evaluation
 
@@ -601,24 +590,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state: everything needed to continue exactly where training is."""
-        return {
-            "format": "treadmill-training-state",
-            "treadmill_version": __version__,
-            "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "data_seed": self.data_seed,
-            "running_metrics": self._running.state_dict(),
-            "global_step": self.global_step,
-            "skipped_steps": self.skipped_steps,
-            "rng": capture_rng_state(),
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
-            "history": self.history,
-            "config": self.config.to_dict(),
-        }
+        return training_state(self)
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the full training state to path atomically (on the main process only)."""
@@ -634,11 +606,6 @@ class Trainer:
         if not self.dist.is_main:
             return Path(path)
         return export_weights(self.model, path)
-
-    def _restore(self, resume_from: str | Path) -> tuple[int, int]:
-        from treadmill.resume import restore_training_state
-
-        return restore_training_state(self, resume_from)
 
     # ------------------------------------------------------------------ output
 
