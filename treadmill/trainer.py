@@ -31,8 +31,7 @@ import torch
 from torch import nn
 
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
-from treadmill.callbacks.early_stopping import EarlyStopping
-from treadmill.callbacks.model_checkpoint import ModelCheckpoint
+from treadmill.callbacks.configured import from_config
 from treadmill.checkpoint import (
     atomic_save,
     export_weights,
@@ -128,7 +127,8 @@ class Trainer:
                 self.optimizer, self.config.scheduler, self._total_optimizer_steps(), self.config.epochs
             )
         user_callbacks = list(callbacks or [])
-        self.callbacks: list[Callback] = user_callbacks + self._callbacks_from_config(user_callbacks)
+        configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
+        self.callbacks: list[Callback] = user_callbacks + configured
         self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main)
         self.history: dict[str, Any] = {"train_metrics": [], "val_metrics": [], "total_epochs": 0}
         self.global_step = 0
@@ -171,27 +171,6 @@ class Trainer:
             warnings.warn("Cannot tell the number of training steps (the loader has no len); "
                           "give SchedulerConfig.params['total_steps'].", stacklevel=3)
         return max(total, 1)
-
-    def _callbacks_from_config(self, user_callbacks: list[Callback]) -> list[Callback]:
-        """The callbacks the config asks for without the user writing them."""
-        config, extra = self.config, list[Callback]()
-        mode = None if config.monitor_mode == "auto" else config.monitor_mode
-        # A user's own EarlyStopping replaces the one early_stopping_patience would add.
-        user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)
-        if config.early_stopping_patience and not user_has_stopper:
-            if self.val_dataloader is None and config.monitor.startswith("val_"):
-                self.warn(f"TrainingConfig.early_stopping_patience is set but the Trainer has no val_dataloader: "
-                          f"unless a callback logs {config.monitor!r}, training will not stop early.")
-            extra.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.early_stopping_min_delta, mode))
-        if config.overfit_batches:
-            from treadmill.callbacks.overfit import OverfitReport
-
-            extra.append(OverfitReport())  # says whether the model memorised the fixed batches
-        if config.checkpoint_dir and config.save_best_model and self.val_dataloader is not None:
-            # Model artifacts (weights only) kept apart from the resumable `last` checkpoints.
-            name = "best.safetensors" if config.save_top_k == 1 else "best-epoch{epoch:03d}.safetensors"
-            extra.append(ModelCheckpoint(str(Path(config.checkpoint_dir) / name), config.monitor, True, mode, save_top_k=config.save_top_k))
-        return extra
 
     # ------------------------------------------------------------------ hooks subclasses override
 
