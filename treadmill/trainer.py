@@ -10,8 +10,10 @@ The whole loop, as `fit()` runs it::
             backward(loss * weight)                       # weight: samples, or tokens if reported
             if the accumulation group is complete (or the epoch ended):
                 gradients /= group weight                 # exact: 4 x 8 samples == 1 x 32
-                unscale (fp16); clip to max_grad_norm; optimizer.step(); scheduler.step()
+                unscale (fp16); clip to max_grad_norm; optimizer.step()
+                self._step_scheduler("step")              # schedules with interval "step"
         if validation is due: val_metrics = self.evaluate(val_dataloader, prefix="val_")
+        self._step_scheduler("epoch", metrics)            # interval "epoch"; ReduceLROnPlateau on val_
         on_epoch_end callbacks (early stopping, checkpoints, loggers)
 
 Checkpoint writing and loading live in `treadmill.checkpoint`, callbacks in
@@ -25,7 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -138,7 +140,6 @@ class Trainer:
         self.last_grad_norm: float | None = None
         self.batch_in_epoch = 0
         self._grad_norm: torch.Tensor | None = None
-        self._plateau_pending = False
         self._deferred_saves: list[Path] | None = None  # see _end_epoch
         self._warned_plateau = False
         self._running = RunningMeans()
@@ -312,10 +313,7 @@ class Trainer:
                 break
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
-        metrics = self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
-        if self.scheduler is not None and self._scheduler_interval == "epoch":
-            self._step_epoch_scheduler(metrics)
-        return metrics
+        return self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
 
     def _forward_and_loss(self, batch: Any, checked: bool) -> tuple[Any, torch.Tensor, Any]:
         """Forward pass and loss under autocast; embedding inputs range-checked when asked."""
@@ -376,21 +374,27 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if not stepped:
             self.skipped_steps += 1  # the scheduler does not advance on a skipped step either
-        elif self.scheduler is not None and self._scheduler_interval == "step":
-            self.scheduler.step()
+        else:
+            self._step_scheduler("step")
         self.global_step += 1
         for cb in self.callbacks:
             cb.on_after_optimizer_step(self)
 
-    def _step_epoch_scheduler(self, train_metrics: dict[str, float]) -> None:
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self._plateau_pending = True  # stepped in _end_epoch, once validation metrics exist
+    def _step_scheduler(self, when: Literal["step", "epoch"], metrics: Mapping[str, float] | None = None) -> None:
+        """Advance the LR schedule if `when` is its interval: after each optimizer step that updated
+        the weights, or at the epoch end, where ReduceLROnPlateau steps on the monitored metric."""
+        schedule = self.config.scheduler
+        if self.scheduler is None or schedule is None or schedule.interval != when:
             return
-        self.scheduler.step()
-
-    @property
-    def _scheduler_interval(self) -> str | None:
-        return self.config.scheduler.interval if self.config.scheduler is not None else None
+        if metrics is None or not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step()
+        elif schedule.monitor in metrics:
+            self.scheduler.step(metrics[schedule.monitor])
+        elif not self._warned_plateau:
+            warning = missing_monitor_warning("ReduceLROnPlateau (SchedulerConfig.monitor)", schedule.monitor, metrics)
+            if warning:
+                self.warn(warning + " The learning rate is not reduced.")
+                self._warned_plateau = True
 
     def _is_log_step(self) -> bool:
         return self.global_step % self.config.log_frequency == 0
@@ -434,16 +438,7 @@ class Trainer:
         )
 
     def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if self._plateau_pending:
-            monitor = self.config.scheduler.monitor if self.config.scheduler else "val_loss"
-            if monitor in metrics:
-                self.scheduler.step(metrics[monitor])
-            elif not self._warned_plateau:
-                warning = missing_monitor_warning("ReduceLROnPlateau (SchedulerConfig.monitor)", monitor, metrics)
-                if warning:
-                    self.warn(warning + " The learning rate is not reduced.")
-                    self._warned_plateau = True
-            self._plateau_pending = False
+        self._step_scheduler("epoch", metrics)  # after validation: ReduceLROnPlateau needs val_ metrics
         # Full-state saves asked for by on_epoch_end hooks (ModelCheckpoint's .pt files) wait until
         # the epoch is complete, so resuming from them starts the next epoch instead of replaying
         # this one's validation, epoch scheduler step and callbacks.
