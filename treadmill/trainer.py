@@ -16,13 +16,22 @@ The whole loop, as `fit()` runs it::
         self._step_scheduler("epoch", metrics)            # interval "epoch"; ReduceLROnPlateau on val_
         on_epoch_end callbacks (early stopping, checkpoints, loggers)
 
-Checkpoint writing and loading live in `treadmill.checkpoint`, callbacks in
-`treadmill.callbacks`, precision rules in `treadmill.training.precision`.
+The loop's support code lives in `treadmill.training` (optimizers and schedules, precision, running
+means, data order, signals, checks, progress, the evaluation pass); checkpoint writing, loading and
+exact resume in `treadmill.checkpoint`; callbacks, and the ones the config asks for
+(`callbacks.from_config`), in `treadmill.callbacks`.
+
+Long because: this file is the loop, read top to bottom (fit -> _run_epochs -> _train_epoch ->
+_optimizer_step -> _step_scheduler -> _end_epoch), with the hooks subclasses override and the thin
+public methods (evaluate, predict, state_dict, save_checkpoint, print, warn). Every helper that is
+not the loop's own control flow has moved out; splitting that control flow (accumulation, DDP
+no_sync and stop agreement, deferred epoch-end saves, signal stops) across files would make the
+loop harder to follow, not easier.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,15 +59,32 @@ from treadmill.distributed import (
     shard_loader,
     wrap_ddp,
 )
-from treadmill.training.checks import (
-    EmbeddingIndexError,
-    NonFiniteLossError,
-    check_embedding_inputs,
-    first_non_finite_module,
+from treadmill.training.batches import (
+    TARGET_KEYS,
+    feed_model,
+    loss_and_weight,
+    named_metric_fns,
+    targets_of,
 )
-from treadmill.training.data_order import epoch_iterator, seed_epoch
-from treadmill.training.optim import build_optimizer, build_scheduler
-from treadmill.training.precision import autocast_context, make_grad_scaler, resolve_precision
+from treadmill.training.checks import (
+    check_embedding_inputs,
+    check_finite_loss,
+    diagnose_index_error,
+)
+from treadmill.training.data_order import (
+    batches_in_epoch,
+    epoch_iterator,
+    first_batches,
+    seed_epoch,
+)
+from treadmill.training.evaluation import evaluation_means, predict_outputs
+from treadmill.training.optim import build_optimizer, scheduler_for
+from treadmill.training.precision import (
+    autocast_context,
+    make_grad_scaler,
+    resolve_precision,
+    step_optimizer,
+)
 from treadmill.training.progress import ProgressReporter
 from treadmill.training.running_means import RunningMeans
 from treadmill.training.signals import GracefulStop, TrainingInterrupted
@@ -66,23 +92,8 @@ from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_
 
 __all__ = ["Trainer", "TARGET_KEYS"]
 
-# Keys of a dict batch that hold targets; the other entries are passed to the model as keywords.
-TARGET_KEYS = ("target", "targets", "tgt", "labels", "label", "y")
 # Embedding inputs are range-checked on this many first training batches (and one validation batch).
 _CHECKED_BATCHES = 2
-
-
-def _loss_and_weight(result: Any) -> tuple[torch.Tensor, torch.Tensor | int | None]:
-    """Split a loss result into (mean loss, weight); the weight is the token count when reported."""
-    if isinstance(result, torch.Tensor):
-        return result, None
-    if hasattr(result, "loss") and hasattr(result, "n_tokens"):
-        return result.loss, result.n_tokens
-    if isinstance(result, tuple) and len(result) == 2:
-        return result[0], result[1]
-    raise TypeError(
-        f"_compute_loss must return a tensor, (loss, weight) or an object with .loss and .n_tokens; got {type(result).__name__}."
-    )
 
 
 class Trainer:
@@ -115,19 +126,11 @@ class Trainer:
         self.train_dataloader = train_dataloader
         self.val_dataloader = val_dataloader
         self.loss_fn = loss_fn
-        if metric_fns is None:
-            metric_fns = {}
-        elif not isinstance(metric_fns, Mapping):
-            metric_fns = {getattr(fn, "__name__", f"metric_{i}"): fn for i, fn in enumerate(metric_fns)}
-        self.metric_fns: dict[str, Callable[..., Any]] = dict(metric_fns)
+        self.metric_fns: dict[str, Callable[..., Any]] = named_metric_fns(metric_fns)
         self.precision = resolve_precision(self.config.precision, self.device, self.config.force_mixed_precision)
         self.scaler = make_grad_scaler(self.precision, self.device)
         self.optimizer = build_optimizer(unwrap_model(self.model), self.config.optimizer)
-        self.scheduler: Any = None
-        if self.config.scheduler is not None and self.config.scheduler.scheduler_class is not None:
-            self.scheduler = build_scheduler(
-                self.optimizer, self.config.scheduler, self._total_optimizer_steps(), self.config.epochs
-            )
+        self.scheduler: Any = scheduler_for(self.optimizer, self.config, self.train_dataloader)
         user_callbacks = list(callbacks or [])
         configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
         self.callbacks: list[Callback] = user_callbacks + configured
@@ -146,61 +149,16 @@ class Trainer:
         self._overfit_cache: list[Any] | None = None
         self._stop = GracefulStop()
 
-    # ------------------------------------------------------------------ set-up helpers
-
-    def _batches_per_epoch(self) -> list[int]:
-        """Training batches in each epoch; 0 where the loader has no length."""
-        # A token-budget sampler cuts a different number of batches each epoch; counting only
-        # epoch 0's would end a OneCycleLR before the last steps (it raises) or restart a cosine.
-        counter = getattr(getattr(self.train_dataloader, "batch_sampler", None), "epoch_lengths", None)
-        if callable(counter):
-            return [int(n) for n in counter(self.config.epochs)]
-        try:
-            return [len(self.train_dataloader)] * self.config.epochs  # type: ignore[arg-type]
-        except TypeError:
-            return [0] * self.config.epochs
-
-    def _total_optimizer_steps(self) -> int:
-        total = 0
-        for batches in self._batches_per_epoch():
-            if self.config.overfit_batches:
-                batches = min(batches, self.config.overfit_batches) if batches else self.config.overfit_batches
-            total += math.ceil(batches / self.config.gradient_accumulation_steps)
-        if self.config.max_steps:
-            total = min(total, self.config.max_steps) if total else self.config.max_steps
-        if total == 0 and self.config.scheduler is not None:
-            warnings.warn("Cannot tell the number of training steps (the loader has no len); "
-                          "give SchedulerConfig.params['total_steps'].", stacklevel=3)
-        return max(total, 1)
-
     # ------------------------------------------------------------------ hooks subclasses override
 
     def _forward_pass(self, batch: Any) -> Any:
         """Run the model on a batch: tensors go in whole; (inputs, targets) pairs pass inputs;
         dict batches pass every non-target entry as a keyword argument."""
-        if isinstance(batch, torch.Tensor):
-            return self.model(batch)
-        if isinstance(batch, Mapping):
-            return self.model(**{k: v for k, v in batch.items() if k not in TARGET_KEYS})
-        if isinstance(batch, (list, tuple)):
-            inputs = batch[0]
-            if isinstance(inputs, Mapping):
-                return self.model(**inputs)
-            if isinstance(inputs, (list, tuple)):
-                return self.model(*inputs)
-            return self.model(inputs)
-        raise TypeError(f"Trainer cannot feed a batch of type {type(batch).__name__}; override _forward_pass.")
+        return feed_model(self.model, batch)
 
     def _targets(self, batch: Any) -> Any:
         """The targets inside a batch: the second item of a pair, or a target key of a dict."""
-        if isinstance(batch, Mapping):
-            for key in TARGET_KEYS:
-                if key in batch:
-                    return batch[key]
-            return None
-        if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-            return batch[1]
-        return None
+        return targets_of(batch)
 
     def _compute_loss(self, batch: Any, predictions: Any) -> Any:
         """The loss of a batch: `loss_fn(predictions, targets)`, or the model's own `compute_loss`."""
@@ -268,7 +226,7 @@ class Trainer:
         self.model.train()
         config, accum = self.config, self.config.gradient_accumulation_steps
         batches = self._epoch_batches(epoch, skip_batches)
-        total_batches = self._num_batches()
+        total_batches = batches_in_epoch(self.train_dataloader, config.overfit_batches)
         running = self._running
         if skip_batches == 0:
             running.reset()
@@ -282,7 +240,7 @@ class Trainer:
                 cb.on_batch_start(self, batch, batch_idx)
             end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
             # DDP all-reduces gradients only on the last micro-batch of an accumulation group.
-            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else _null()  # type: ignore[operator]
+            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else contextlib.nullcontext()  # type: ignore[operator]
             with sync:
                 predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
                 batch_size = batch_size_of(batch)
@@ -318,26 +276,14 @@ class Trainer:
     def _forward_and_loss(self, batch: Any, checked: bool) -> tuple[Any, torch.Tensor, Any]:
         """Forward pass and loss under autocast; embedding inputs range-checked when asked."""
         try:
-            with check_embedding_inputs(unwrap_model(self.model), batch) if checked and self.config.check_embedding_inputs else _null():
+            with check_embedding_inputs(unwrap_model(self.model), batch) if checked and self.config.check_embedding_inputs else contextlib.nullcontext():
                 with autocast_context(self.precision, self.device):
                     predictions = self._forward_pass(batch)
-                    loss, weight = _loss_and_weight(self._compute_loss(batch, predictions))
+                    loss, weight = loss_and_weight(self._compute_loss(batch, predictions))
         except (IndexError, RuntimeError) as err:
-            if isinstance(err, EmbeddingIndexError) or "index out of range" not in str(err):
-                raise
-            self._diagnose_index_error(batch, err)
+            diagnose_index_error(unwrap_model(self.model), batch, lambda: self._forward_pass(batch), err)
             raise
         return predictions, loss, weight
-
-    def _diagnose_index_error(self, batch: Any, err: BaseException) -> None:
-        """Re-run a failed forward pass with embedding checks to name the offending module."""
-        with torch.no_grad(), check_embedding_inputs(unwrap_model(self.model), batch):
-            try:
-                self._forward_pass(batch)
-            except EmbeddingIndexError as diagnosed:
-                raise diagnosed from err
-            except Exception:  # noqa: BLE001 - the original error is more useful then
-                return
 
     def _compute_metrics_detached(self, batch: Any, predictions: Any) -> dict[str, Any]:
         if not self.metric_fns and type(self)._compute_metrics is Trainer._compute_metrics:
@@ -363,14 +309,7 @@ class Trainer:
             self._grad_norm = norm.detach()
         else:
             self._grad_norm = None
-        if self.scaler is not None:
-            scale_before = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            stepped = self.scaler.get_scale() >= scale_before
-        else:
-            self.optimizer.step()
-            stepped = True
+        stepped = step_optimizer(self.optimizer, self.scaler)
         self.optimizer.zero_grad(set_to_none=True)
         if not stepped:
             self.skipped_steps += 1  # the scheduler does not advance on a skipped step either
@@ -424,18 +363,8 @@ class Trainer:
             cb.on_log(self, scalars)
 
     def _check_finite(self, loss: torch.Tensor, batch: Any) -> None:
-        if bool(torch.isfinite(loss.detach()).all()):
-            return
-        culprit = first_non_finite_module(unwrap_model(self.model), lambda: self._forward_pass(batch))
-        where = (
-            f"The first module whose output became non-finite is {culprit}."
-            if culprit
-            else "Every module output was finite: the loss function itself produced it (log(0), division by zero?)."
-        )
-        raise NonFiniteLossError(
-            f"Loss became {float(loss.detach())} at step {self.global_step} (epoch {self.epoch + 1}, batch "
-            f"{self.batch_in_epoch}). {where} Try a lower learning rate, warm-up, max_grad_norm, or check the inputs."
-        )
+        where = f"step {self.global_step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})"
+        check_finite_loss(loss, unwrap_model(self.model), lambda: self._forward_pass(batch), where)
 
     def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._step_scheduler("epoch", metrics)  # after validation: ReduceLROnPlateau needs val_ metrics
@@ -466,24 +395,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ data order
 
-    def _num_batches(self) -> int | None:
-        try:
-            count = len(self.train_dataloader)  # type: ignore[arg-type]
-        except TypeError:
-            return None
-        return min(count, self.config.overfit_batches) if self.config.overfit_batches else count
-
     def _epoch_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]:
         """The training batches of an epoch, starting after `skip_batches` (exact resume)."""
         loader = self.train_dataloader
         if self.config.overfit_batches:
             if self._overfit_cache is None:  # the same N batches every epoch
-                seed_epoch(loader, self.data_seed, 0)
-                self._overfit_cache = []
-                for batch in loader:  # type: ignore[union-attr]
-                    if len(self._overfit_cache) == self.config.overfit_batches:
-                        break
-                    self._overfit_cache.append(batch)
+                self._overfit_cache = first_batches(loader, self.config.overfit_batches, self.data_seed)
             return self._overfit_cache[skip_batches:]
         seed_epoch(loader, self.data_seed, epoch)
         return epoch_iterator(loader, skip_batches)  # type: ignore[arg-type]
@@ -521,44 +438,13 @@ class Trainer:
         loader = dataloader if dataloader is not None else self.val_dataloader
         if loader is None:
             raise ValueError("Trainer.evaluate needs a dataloader (none given and no val_dataloader).")
-        was_training = self.model.training
-        self.model.eval()
-        running = RunningMeans()
-        try:
-            with torch.inference_mode():
-                for index, batch in enumerate(loader):
-                    batch = move_to_device(batch, self.device)
-                    checked = index == 0 and self.config.check_embedding_inputs
-                    with check_embedding_inputs(unwrap_model(self.model), batch) if checked else _null():
-                        with autocast_context(self.precision, self.device):
-                            predictions = self._forward_pass(batch)
-                            loss, weight = _loss_and_weight(self._compute_loss(batch, predictions))
-                    batch_size = batch_size_of(batch)
-                    running.update("loss", loss, batch_size if weight is None else weight)
-                    for name, value in self._compute_metrics(batch, predictions).items():
-                        running.update(name, value, batch_size)
-        finally:
-            self.model.train(was_training)
+        running = evaluation_means(self, loader)
         reduce = self._all_reduce if self.dist.enabled else None
         return {f"{prefix}{k}": v for k, v in self._derive_metrics(running.compute(reduce)).items()}
 
     def predict(self, dataloader: Iterable[Any]) -> Any:
         """Model outputs for every batch, concatenated along dim 0 when they are tensors."""
-        was_training = self.model.training
-        self.model.eval()
-        outputs = []
-        try:
-            with torch.inference_mode(), autocast_context(self.precision, self.device):
-                for batch in dataloader:
-                    outputs.append(self._forward_pass(move_to_device(batch, self.device)))
-        finally:
-            self.model.train(was_training)
-        if outputs and all(isinstance(o, torch.Tensor) for o in outputs):
-            try:
-                return torch.cat(outputs, dim=0)
-            except RuntimeError:
-                return outputs
-        return outputs
+        return predict_outputs(self, dataloader)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -603,13 +489,3 @@ class Trainer:
         """'min' or 'max' for the config's monitored metric."""
         mode = self.config.monitor_mode
         return infer_mode(self.config.monitor) if mode == "auto" else mode
-
-
-class _null:
-    """A reusable do-nothing context manager."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
