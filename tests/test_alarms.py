@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from treadmill import OptimizerConfig, Trainer, TrainingConfig
 from treadmill.callbacks import ALARM_KINDS, AlarmThresholds, Callback, Diagnostics, HealthMonitor
-from treadmill.checks import NonFiniteLossError
+from treadmill.training.checks import NonFiniteLossError
 
 
 class Shift(nn.Module):

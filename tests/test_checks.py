@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from treadmill import OptimizerConfig, Trainer, TrainingConfig
-from treadmill.callbacks.progress import ProgressReporter
-from treadmill.checks import EmbeddingIndexError, NonFiniteLossError
-from treadmill.precision import resolve_precision
+from treadmill.training.checks import EmbeddingIndexError, NonFiniteLossError
+from treadmill.training.precision import resolve_precision
+from treadmill.training.progress import ProgressReporter
 from treadmill.utils import move_to_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_nested_batches_move_to_the_device_keeping_structure():
 
 
 def test_bf16_on_cpu_without_native_support_warns_and_stays_fp32(monkeypatch):
-    import treadmill.precision as precision
+    import treadmill.training.precision as precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bf16"):

@@ -1,8 +1,13 @@
-"""Atomic save and safe load of checkpoints (full training state, or weights only).
+"""Checkpoints in one place: atomic save and safe load (full training state, or weights only),
+and restoring a Trainer from a training state so training continues exactly.
 
 Files are written to a temporary file in the target directory, flushed to disk, then renamed over
 the destination, so a crash mid-write never leaves a corrupt checkpoint. Loading never unpickles
 arbitrary code: `torch.load(weights_only=True)` or safetensors.
+
+A training state (`training_state`) holds everything the next step depends on: weights, optimizer,
+scheduler, grad scaler, the position in the epoch, the data seed, the running means, RNG states,
+callback states and history. `restore_training_state` puts all of it back.
 """
 
 from __future__ import annotations
@@ -11,13 +16,19 @@ import os
 import pickle
 import random
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from treadmill import __version__
+
+if TYPE_CHECKING:
+    from treadmill.trainer import Trainer
 
 __all__ = [
     "CheckpointError",
@@ -29,6 +40,11 @@ __all__ = [
     "export_weights",
     "unwrap_model",
     "average_checkpoints",
+    "training_state",
+    "save_last",
+    "resolve_resume_path",
+    "restore_training_state",
+    "config_differences",
 ]
 
 
@@ -226,3 +242,104 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> dict[str, to
                     f"Cannot average {str(path)!r} with {first_path!r}: the integer buffer {key!r} differs."
                 )
     return {k: (v / len(paths)).to(first[k].dtype) if v.is_floating_point() else v for k, v in sums.items()}
+
+
+# ---------------------------------------------------------------------- training state and exact resume
+
+
+def training_state(trainer: Trainer) -> dict[str, Any]:
+    """The full training state of a trainer: everything needed to continue exactly where it is."""
+    return {
+        "format": "treadmill-training-state",
+        "treadmill_version": __version__,
+        "model": unwrap_model(trainer.model).state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "epoch": trainer.epoch,
+        "batch_in_epoch": trainer.batch_in_epoch,
+        "data_seed": trainer.data_seed,
+        "running_metrics": trainer._running.state_dict(),
+        "global_step": trainer.global_step,
+        "skipped_steps": trainer.skipped_steps,
+        "rng": capture_rng_state(),
+        "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(trainer.callbacks)},
+        "history": trainer.history,
+        "config": trainer.config.to_dict(),
+    }
+
+
+def save_last(trainer: Trainer) -> Path:
+    """Write checkpoint_dir/last.pt, keeping `keep_last_checkpoints` older ones as last-1.pt, ..."""
+    directory = Path(trainer.config.checkpoint_dir)  # type: ignore[arg-type]
+    last = directory / "last.pt"
+    if trainer.dist.is_main:
+        for index in range(trainer.config.keep_last_checkpoints - 1, 0, -1):
+            older = directory / ("last.pt" if index == 1 else f"last-{index - 1}.pt")
+            if older.exists():
+                older.replace(directory / f"last-{index}.pt")
+    trainer.save_checkpoint(last)
+    return last
+
+
+def resolve_resume_path(trainer: Trainer, resume_from: str | Path) -> Path | None:
+    """The checkpoint file for `resume_from`; "last" means checkpoint_dir/last.pt (None if absent)."""
+    if str(resume_from) == "last":
+        if not trainer.config.checkpoint_dir:
+            raise CheckpointError("resume_from='last' needs TrainingConfig.checkpoint_dir to know where to look.")
+        path = Path(trainer.config.checkpoint_dir) / "last.pt"
+        if not path.exists():
+            warnings.warn(f"resume_from='last': no checkpoint at {path} yet; starting from scratch.", stacklevel=3)
+            return None
+        return path
+    path = Path(resume_from)
+    if path.is_dir():
+        path = path / "last.pt"
+    return path
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of fields whose values differ between two config dicts."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs.extend(config_differences(a, b, name + "."))
+        elif a != b:
+            diffs.append(f"{name}: {a!r} -> {b!r}")
+    return diffs
+
+
+def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[int, int]:
+    """Load everything into the trainer; returns (epoch, batches already done in that epoch)."""
+    path = resolve_resume_path(trainer, resume_from)
+    if path is None:
+        return 0, 0
+    state = load_checkpoint(path, map_location=trainer.device)
+    if state.get("format") != "treadmill-training-state":
+        raise CheckpointError(f"{path} holds model weights only, not a training state; it cannot be resumed from.")
+    load_model_weights(trainer.model, state["model"], source=str(path))
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.scheduler is not None and state.get("scheduler") is not None:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.scaler is not None and state.get("scaler") is not None:
+        trainer.scaler.load_state_dict(state["scaler"])
+    diffs = config_differences(state.get("config", {}), trainer.config.to_dict())
+    if diffs:
+        warnings.warn(f"Resuming {path} with a different config: {'; '.join(diffs)}", stacklevel=3)
+    saved_callbacks = state.get("callbacks", {})
+    for index, callback in enumerate(trainer.callbacks):
+        key = f"{index}:{type(callback).__name__}"
+        if key in saved_callbacks:
+            callback.load_state_dict(saved_callbacks[key])
+    trainer.history = state.get("history", trainer.history)
+    trainer.data_seed = int(state.get("data_seed", trainer.data_seed))
+    if "running_metrics" in state:
+        trainer._running.load_state_dict(state["running_metrics"])
+    trainer.global_step = int(state["global_step"])
+    trainer.skipped_steps = int(state.get("skipped_steps", 0))
+    restore_rng_state(state["rng"])
+    epoch, done = int(state["epoch"]), int(state.get("batch_in_epoch", 0))
+    trainer.epoch, trainer.batch_in_epoch = epoch, done
+    return epoch, done

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from treadmill.data.sampler import TokenBudgetBatchSampler
-from treadmill.data_order import loader_settings
+from treadmill.training.data_order import loader_settings
 
 __all__ = [
     "DistInfo", "launched_world_size", "is_main_process", "setup_distributed", "wrap_ddp", "shard_loader", "all_reduce_sum", "any_rank",

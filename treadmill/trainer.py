@@ -10,46 +10,48 @@ The whole loop, as `fit()` runs it::
             backward(loss * weight)                       # weight: samples, or tokens if reported
             if the accumulation group is complete (or the epoch ended):
                 gradients /= group weight                 # exact: 4 x 8 samples == 1 x 32
-                unscale (fp16); clip to max_grad_norm; optimizer.step(); scheduler.step()
+                unscale (fp16); clip to max_grad_norm; optimizer.step()
+                self._step_scheduler("step")              # schedules with interval "step"
         if validation is due: val_metrics = self.evaluate(val_dataloader, prefix="val_")
+        self._step_scheduler("epoch", metrics)            # interval "epoch"; ReduceLROnPlateau on val_
         on_epoch_end callbacks (early stopping, checkpoints, loggers)
 
-Checkpoint writing and loading live in `treadmill.checkpoint`, callbacks in
-`treadmill.callbacks`, precision rules in `treadmill.precision`.
+The loop's support code lives in `treadmill.training` (optimizers and schedules, precision, running
+means, data order, signals, checks, progress, the evaluation pass); checkpoint writing, loading and
+exact resume in `treadmill.checkpoint`; callbacks, and the ones the config asks for
+(`callbacks.from_config`), in `treadmill.callbacks`.
+
+Long because: this file is the loop, read top to bottom (fit -> _run_epochs -> _train_epoch ->
+_optimizer_step -> _step_scheduler -> _end_epoch), with the hooks subclasses override and the thin
+public methods (evaluate, predict, state_dict, save_checkpoint, print, warn). Every helper that is
+not the loop's own control flow has moved out; splitting that control flow (accumulation, DDP
+no_sync and stop agreement, deferred epoch-end saves, signal stops) across files would make the
+loop harder to follow, not easier.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from treadmill import __version__
-from treadmill.aggregation import RunningMeans
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
-from treadmill.callbacks.early_stopping import EarlyStopping
-from treadmill.callbacks.model_checkpoint import ModelCheckpoint
-from treadmill.callbacks.progress import ProgressReporter
+from treadmill.callbacks.configured import from_config
 from treadmill.checkpoint import (
     atomic_save,
-    capture_rng_state,
     export_weights,
+    restore_training_state,
+    save_last,
+    training_state,
     unwrap_model,
 )
-from treadmill.checks import (
-    EmbeddingIndexError,
-    NonFiniteLossError,
-    check_embedding_inputs,
-    first_non_finite_module,
-)
 from treadmill.config import TrainingConfig
-from treadmill.data_order import epoch_iterator, seed_epoch
 from treadmill.distributed import (
     all_reduce_sum,
     any_rank,
@@ -57,30 +59,41 @@ from treadmill.distributed import (
     shard_loader,
     wrap_ddp,
 )
-from treadmill.optim import build_optimizer, build_scheduler
-from treadmill.precision import autocast_context, make_grad_scaler, resolve_precision
-from treadmill.signals import GracefulStop, TrainingInterrupted
+from treadmill.training.batches import (
+    TARGET_KEYS,
+    feed_model,
+    loss_and_weight,
+    named_metric_fns,
+    targets_of,
+)
+from treadmill.training.checks import (
+    check_embedding_inputs,
+    check_finite_loss,
+    diagnose_index_error,
+)
+from treadmill.training.data_order import (
+    batches_in_epoch,
+    epoch_iterator,
+    first_batches,
+    seed_epoch,
+)
+from treadmill.training.evaluation import evaluation_means, predict_outputs
+from treadmill.training.optim import build_optimizer, scheduler_for
+from treadmill.training.precision import (
+    autocast_context,
+    make_grad_scaler,
+    resolve_precision,
+    step_optimizer,
+)
+from treadmill.training.progress import ProgressReporter
+from treadmill.training.running_means import RunningMeans
+from treadmill.training.signals import GracefulStop, TrainingInterrupted
 from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_everything
 
 __all__ = ["Trainer", "TARGET_KEYS"]
 
-# Keys of a dict batch that hold targets; the other entries are passed to the model as keywords.
-TARGET_KEYS = ("target", "targets", "tgt", "labels", "label", "y")
 # Embedding inputs are range-checked on this many first training batches (and one validation batch).
 _CHECKED_BATCHES = 2
-
-
-def _loss_and_weight(result: Any) -> tuple[torch.Tensor, torch.Tensor | int | None]:
-    """Split a loss result into (mean loss, weight); the weight is the token count when reported."""
-    if isinstance(result, torch.Tensor):
-        return result, None
-    if hasattr(result, "loss") and hasattr(result, "n_tokens"):
-        return result.loss, result.n_tokens
-    if isinstance(result, tuple) and len(result) == 2:
-        return result[0], result[1]
-    raise TypeError(
-        f"_compute_loss must return a tensor, (loss, weight) or an object with .loss and .n_tokens; got {type(result).__name__}."
-    )
 
 
 class Trainer:
@@ -103,7 +116,7 @@ class Trainer:
         self.dist = setup_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        # Seeds the per-epoch data order (see treadmill.data_order); saved with checkpoints.
+        # Seeds the per-epoch data order (see treadmill.training.data_order); saved with checkpoints.
         self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
         self.model = model.to(self.device)
         if self.dist.enabled:
@@ -113,21 +126,14 @@ class Trainer:
         self.train_dataloader = train_dataloader
         self.val_dataloader = val_dataloader
         self.loss_fn = loss_fn
-        if metric_fns is None:
-            metric_fns = {}
-        elif not isinstance(metric_fns, Mapping):
-            metric_fns = {getattr(fn, "__name__", f"metric_{i}"): fn for i, fn in enumerate(metric_fns)}
-        self.metric_fns: dict[str, Callable[..., Any]] = dict(metric_fns)
+        self.metric_fns: dict[str, Callable[..., Any]] = named_metric_fns(metric_fns)
         self.precision = resolve_precision(self.config.precision, self.device, self.config.force_mixed_precision)
         self.scaler = make_grad_scaler(self.precision, self.device)
         self.optimizer = build_optimizer(unwrap_model(self.model), self.config.optimizer)
-        self.scheduler: Any = None
-        if self.config.scheduler is not None and self.config.scheduler.scheduler_class is not None:
-            self.scheduler = build_scheduler(
-                self.optimizer, self.config.scheduler, self._total_optimizer_steps(), self.config.epochs
-            )
+        self.scheduler: Any = scheduler_for(self.optimizer, self.config, self.train_dataloader)
         user_callbacks = list(callbacks or [])
-        self.callbacks: list[Callback] = user_callbacks + self._callbacks_from_config(user_callbacks)
+        configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
+        self.callbacks: list[Callback] = user_callbacks + configured
         self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main)
         self.history: dict[str, Any] = {"train_metrics": [], "val_metrics": [], "total_epochs": 0}
         self.global_step = 0
@@ -137,89 +143,22 @@ class Trainer:
         self.last_grad_norm: float | None = None
         self.batch_in_epoch = 0
         self._grad_norm: torch.Tensor | None = None
-        self._plateau_pending = False
         self._deferred_saves: list[Path] | None = None  # see _end_epoch
         self._warned_plateau = False
         self._running = RunningMeans()
         self._overfit_cache: list[Any] | None = None
         self._stop = GracefulStop()
 
-    # ------------------------------------------------------------------ set-up helpers
-
-    def _batches_per_epoch(self) -> list[int]:
-        """Training batches in each epoch; 0 where the loader has no length."""
-        # A token-budget sampler cuts a different number of batches each epoch; counting only
-        # epoch 0's would end a OneCycleLR before the last steps (it raises) or restart a cosine.
-        counter = getattr(getattr(self.train_dataloader, "batch_sampler", None), "epoch_lengths", None)
-        if callable(counter):
-            return [int(n) for n in counter(self.config.epochs)]
-        try:
-            return [len(self.train_dataloader)] * self.config.epochs  # type: ignore[arg-type]
-        except TypeError:
-            return [0] * self.config.epochs
-
-    def _total_optimizer_steps(self) -> int:
-        total = 0
-        for batches in self._batches_per_epoch():
-            if self.config.overfit_batches:
-                batches = min(batches, self.config.overfit_batches) if batches else self.config.overfit_batches
-            total += math.ceil(batches / self.config.gradient_accumulation_steps)
-        if self.config.max_steps:
-            total = min(total, self.config.max_steps) if total else self.config.max_steps
-        if total == 0 and self.config.scheduler is not None:
-            warnings.warn("Cannot tell the number of training steps (the loader has no len); "
-                          "give SchedulerConfig.params['total_steps'].", stacklevel=3)
-        return max(total, 1)
-
-    def _callbacks_from_config(self, user_callbacks: list[Callback]) -> list[Callback]:
-        """The callbacks the config asks for without the user writing them."""
-        config, extra = self.config, list[Callback]()
-        mode = None if config.monitor_mode == "auto" else config.monitor_mode
-        # A user's own EarlyStopping replaces the one early_stopping_patience would add.
-        user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)
-        if config.early_stopping_patience and not user_has_stopper:
-            if self.val_dataloader is None and config.monitor.startswith("val_"):
-                self.warn(f"TrainingConfig.early_stopping_patience is set but the Trainer has no val_dataloader: "
-                          f"unless a callback logs {config.monitor!r}, training will not stop early.")
-            extra.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.early_stopping_min_delta, mode))
-        if config.overfit_batches:
-            from treadmill.callbacks.overfit import OverfitReport
-
-            extra.append(OverfitReport())  # says whether the model memorised the fixed batches
-        if config.checkpoint_dir and config.save_best_model and self.val_dataloader is not None:
-            # Model artifacts (weights only) kept apart from the resumable `last` checkpoints.
-            name = "best.safetensors" if config.save_top_k == 1 else "best-epoch{epoch:03d}.safetensors"
-            extra.append(ModelCheckpoint(str(Path(config.checkpoint_dir) / name), config.monitor, True, mode, save_top_k=config.save_top_k))
-        return extra
-
     # ------------------------------------------------------------------ hooks subclasses override
 
     def _forward_pass(self, batch: Any) -> Any:
         """Run the model on a batch: tensors go in whole; (inputs, targets) pairs pass inputs;
         dict batches pass every non-target entry as a keyword argument."""
-        if isinstance(batch, torch.Tensor):
-            return self.model(batch)
-        if isinstance(batch, Mapping):
-            return self.model(**{k: v for k, v in batch.items() if k not in TARGET_KEYS})
-        if isinstance(batch, (list, tuple)):
-            inputs = batch[0]
-            if isinstance(inputs, Mapping):
-                return self.model(**inputs)
-            if isinstance(inputs, (list, tuple)):
-                return self.model(*inputs)
-            return self.model(inputs)
-        raise TypeError(f"Trainer cannot feed a batch of type {type(batch).__name__}; override _forward_pass.")
+        return feed_model(self.model, batch)
 
     def _targets(self, batch: Any) -> Any:
         """The targets inside a batch: the second item of a pair, or a target key of a dict."""
-        if isinstance(batch, Mapping):
-            for key in TARGET_KEYS:
-                if key in batch:
-                    return batch[key]
-            return None
-        if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-            return batch[1]
-        return None
+        return targets_of(batch)
 
     def _compute_loss(self, batch: Any, predictions: Any) -> Any:
         """The loss of a batch: `loss_fn(predictions, targets)`, or the model's own `compute_loss`."""
@@ -251,7 +190,7 @@ class Trainer:
         """Train for `config.epochs` epochs (or until stopped) and return the history."""
         if self.train_dataloader is None:
             raise ValueError("Trainer.fit needs train_dataloader.")
-        start_epoch, skip_batches = self._restore(resume_from) if resume_from is not None else (self.epoch, 0)
+        start_epoch, skip_batches = restore_training_state(self, resume_from) if resume_from is not None else (self.epoch, 0)
         self.should_stop = False
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -287,7 +226,7 @@ class Trainer:
         self.model.train()
         config, accum = self.config, self.config.gradient_accumulation_steps
         batches = self._epoch_batches(epoch, skip_batches)
-        total_batches = self._num_batches()
+        total_batches = batches_in_epoch(self.train_dataloader, config.overfit_batches)
         running = self._running
         if skip_batches == 0:
             running.reset()
@@ -301,7 +240,7 @@ class Trainer:
                 cb.on_batch_start(self, batch, batch_idx)
             end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
             # DDP all-reduces gradients only on the last micro-batch of an accumulation group.
-            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else _null()  # type: ignore[operator]
+            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else contextlib.nullcontext()  # type: ignore[operator]
             with sync:
                 predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
                 batch_size = batch_size_of(batch)
@@ -332,34 +271,19 @@ class Trainer:
                 break
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
-        metrics = self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
-        if self.scheduler is not None and self._scheduler_interval == "epoch":
-            self._step_epoch_scheduler(metrics)
-        return metrics
+        return self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
 
     def _forward_and_loss(self, batch: Any, checked: bool) -> tuple[Any, torch.Tensor, Any]:
         """Forward pass and loss under autocast; embedding inputs range-checked when asked."""
         try:
-            with check_embedding_inputs(unwrap_model(self.model), batch) if checked and self.config.check_embedding_inputs else _null():
+            with check_embedding_inputs(unwrap_model(self.model), batch) if checked and self.config.check_embedding_inputs else contextlib.nullcontext():
                 with autocast_context(self.precision, self.device):
                     predictions = self._forward_pass(batch)
-                    loss, weight = _loss_and_weight(self._compute_loss(batch, predictions))
+                    loss, weight = loss_and_weight(self._compute_loss(batch, predictions))
         except (IndexError, RuntimeError) as err:
-            if isinstance(err, EmbeddingIndexError) or "index out of range" not in str(err):
-                raise
-            self._diagnose_index_error(batch, err)
+            diagnose_index_error(unwrap_model(self.model), batch, lambda: self._forward_pass(batch), err)
             raise
         return predictions, loss, weight
-
-    def _diagnose_index_error(self, batch: Any, err: BaseException) -> None:
-        """Re-run a failed forward pass with embedding checks to name the offending module."""
-        with torch.no_grad(), check_embedding_inputs(unwrap_model(self.model), batch):
-            try:
-                self._forward_pass(batch)
-            except EmbeddingIndexError as diagnosed:
-                raise diagnosed from err
-            except Exception:  # noqa: BLE001 - the original error is more useful then
-                return
 
     def _compute_metrics_detached(self, batch: Any, predictions: Any) -> dict[str, Any]:
         if not self.metric_fns and type(self)._compute_metrics is Trainer._compute_metrics:
@@ -385,32 +309,31 @@ class Trainer:
             self._grad_norm = norm.detach()
         else:
             self._grad_norm = None
-        if self.scaler is not None:
-            scale_before = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            stepped = self.scaler.get_scale() >= scale_before
-        else:
-            self.optimizer.step()
-            stepped = True
+        stepped = step_optimizer(self.optimizer, self.scaler)
         self.optimizer.zero_grad(set_to_none=True)
         if not stepped:
             self.skipped_steps += 1  # the scheduler does not advance on a skipped step either
-        elif self.scheduler is not None and self._scheduler_interval == "step":
-            self.scheduler.step()
+        else:
+            self._step_scheduler("step")
         self.global_step += 1
         for cb in self.callbacks:
             cb.on_after_optimizer_step(self)
 
-    def _step_epoch_scheduler(self, train_metrics: dict[str, float]) -> None:
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self._plateau_pending = True  # stepped in _end_epoch, once validation metrics exist
+    def _step_scheduler(self, when: Literal["step", "epoch"], metrics: Mapping[str, float] | None = None) -> None:
+        """Advance the LR schedule if `when` is its interval: after each optimizer step that updated
+        the weights, or at the epoch end, where ReduceLROnPlateau steps on the monitored metric."""
+        schedule = self.config.scheduler
+        if self.scheduler is None or schedule is None or schedule.interval != when:
             return
-        self.scheduler.step()
-
-    @property
-    def _scheduler_interval(self) -> str | None:
-        return self.config.scheduler.interval if self.config.scheduler is not None else None
+        if metrics is None or not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step()
+        elif schedule.monitor in metrics:
+            self.scheduler.step(metrics[schedule.monitor])
+        elif not self._warned_plateau:
+            warning = missing_monitor_warning("ReduceLROnPlateau (SchedulerConfig.monitor)", schedule.monitor, metrics)
+            if warning:
+                self.warn(warning + " The learning rate is not reduced.")
+                self._warned_plateau = True
 
     def _is_log_step(self) -> bool:
         return self.global_step % self.config.log_frequency == 0
@@ -440,30 +363,11 @@ class Trainer:
             cb.on_log(self, scalars)
 
     def _check_finite(self, loss: torch.Tensor, batch: Any) -> None:
-        if bool(torch.isfinite(loss.detach()).all()):
-            return
-        culprit = first_non_finite_module(unwrap_model(self.model), lambda: self._forward_pass(batch))
-        where = (
-            f"The first module whose output became non-finite is {culprit}."
-            if culprit
-            else "Every module output was finite: the loss function itself produced it (log(0), division by zero?)."
-        )
-        raise NonFiniteLossError(
-            f"Loss became {float(loss.detach())} at step {self.global_step} (epoch {self.epoch + 1}, batch "
-            f"{self.batch_in_epoch}). {where} Try a lower learning rate, warm-up, max_grad_norm, or check the inputs."
-        )
+        where = f"step {self.global_step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})"
+        check_finite_loss(loss, unwrap_model(self.model), lambda: self._forward_pass(batch), where)
 
     def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if self._plateau_pending:
-            monitor = self.config.scheduler.monitor if self.config.scheduler else "val_loss"
-            if monitor in metrics:
-                self.scheduler.step(metrics[monitor])
-            elif not self._warned_plateau:
-                warning = missing_monitor_warning("ReduceLROnPlateau (SchedulerConfig.monitor)", monitor, metrics)
-                if warning:
-                    self.warn(warning + " The learning rate is not reduced.")
-                    self._warned_plateau = True
-            self._plateau_pending = False
+        self._step_scheduler("epoch", metrics)  # after validation: ReduceLROnPlateau needs val_ metrics
         # Full-state saves asked for by on_epoch_end hooks (ModelCheckpoint's .pt files) wait until
         # the epoch is complete, so resuming from them starts the next epoch instead of replaying
         # this one's validation, epoch scheduler step and callbacks.
@@ -480,7 +384,7 @@ class Trainer:
         for path in deferred:
             self.save_checkpoint(path)
         if self.config.checkpoint_dir and self.config.save_last_model:
-            self._save_last()
+            save_last(self)
 
     def _record_history(self, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
@@ -491,24 +395,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ data order
 
-    def _num_batches(self) -> int | None:
-        try:
-            count = len(self.train_dataloader)  # type: ignore[arg-type]
-        except TypeError:
-            return None
-        return min(count, self.config.overfit_batches) if self.config.overfit_batches else count
-
     def _epoch_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]:
         """The training batches of an epoch, starting after `skip_batches` (exact resume)."""
         loader = self.train_dataloader
         if self.config.overfit_batches:
             if self._overfit_cache is None:  # the same N batches every epoch
-                seed_epoch(loader, self.data_seed, 0)
-                self._overfit_cache = []
-                for batch in loader:  # type: ignore[union-attr]
-                    if len(self._overfit_cache) == self.config.overfit_batches:
-                        break
-                    self._overfit_cache.append(batch)
+                self._overfit_cache = first_batches(loader, self.config.overfit_batches, self.data_seed)
             return self._overfit_cache[skip_batches:]
         seed_epoch(loader, self.data_seed, epoch)
         return epoch_iterator(loader, skip_batches)  # type: ignore[arg-type]
@@ -520,28 +412,16 @@ class Trainer:
         """Write `last` every checkpoint_every_n_steps, and stop cleanly after a signal."""
         every = self.config.checkpoint_every_n_steps
         if every and self.config.checkpoint_dir and self.global_step % every == 0:
-            self._save_last()
+            save_last(self)
         if self._stop.requested is None:
             return
         if self.config.checkpoint_dir:
-            path = self._save_last()
+            path = save_last(self)
             self.print(f"Saved the training state to {path}. Resume with trainer.fit(resume_from={str(path)!r}) "
                        "or `treadmill train ... training.resume_from=last`.")
         else:
             self.print("No checkpoint_dir is configured, so the training state was not saved.")
         raise TrainingInterrupted(128 + self._stop.requested)
-
-    def _save_last(self) -> Path:
-        """Write checkpoint_dir/last.pt, keeping `keep_last_checkpoints` older ones as last-1.pt, ..."""
-        directory = Path(self.config.checkpoint_dir)  # type: ignore[arg-type]
-        last = directory / "last.pt"
-        if self.dist.is_main:
-            for index in range(self.config.keep_last_checkpoints - 1, 0, -1):
-                older = directory / ("last.pt" if index == 1 else f"last-{index - 1}.pt")
-                if older.exists():
-                    older.replace(directory / f"last-{index}.pt")
-        self.save_checkpoint(last)
-        return last
 
     # ------------------------------------------------------------------ evaluation
 
@@ -558,67 +438,19 @@ class Trainer:
         loader = dataloader if dataloader is not None else self.val_dataloader
         if loader is None:
             raise ValueError("Trainer.evaluate needs a dataloader (none given and no val_dataloader).")
-        was_training = self.model.training
-        self.model.eval()
-        running = RunningMeans()
-        try:
-            with torch.inference_mode():
-                for index, batch in enumerate(loader):
-                    batch = move_to_device(batch, self.device)
-                    checked = index == 0 and self.config.check_embedding_inputs
-                    with check_embedding_inputs(unwrap_model(self.model), batch) if checked else _null():
-                        with autocast_context(self.precision, self.device):
-                            predictions = self._forward_pass(batch)
-                            loss, weight = _loss_and_weight(self._compute_loss(batch, predictions))
-                    batch_size = batch_size_of(batch)
-                    running.update("loss", loss, batch_size if weight is None else weight)
-                    for name, value in self._compute_metrics(batch, predictions).items():
-                        running.update(name, value, batch_size)
-        finally:
-            self.model.train(was_training)
+        running = evaluation_means(self, loader)
         reduce = self._all_reduce if self.dist.enabled else None
         return {f"{prefix}{k}": v for k, v in self._derive_metrics(running.compute(reduce)).items()}
 
     def predict(self, dataloader: Iterable[Any]) -> Any:
         """Model outputs for every batch, concatenated along dim 0 when they are tensors."""
-        was_training = self.model.training
-        self.model.eval()
-        outputs = []
-        try:
-            with torch.inference_mode(), autocast_context(self.precision, self.device):
-                for batch in dataloader:
-                    outputs.append(self._forward_pass(move_to_device(batch, self.device)))
-        finally:
-            self.model.train(was_training)
-        if outputs and all(isinstance(o, torch.Tensor) for o in outputs):
-            try:
-                return torch.cat(outputs, dim=0)
-            except RuntimeError:
-                return outputs
-        return outputs
+        return predict_outputs(self, dataloader)
 
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state: everything needed to continue exactly where training is."""
-        return {
-            "format": "treadmill-training-state",
-            "treadmill_version": __version__,
-            "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "data_seed": self.data_seed,
-            "running_metrics": self._running.state_dict(),
-            "global_step": self.global_step,
-            "skipped_steps": self.skipped_steps,
-            "rng": capture_rng_state(),
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
-            "history": self.history,
-            "config": self.config.to_dict(),
-        }
+        return training_state(self)
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the full training state to path atomically (on the main process only)."""
@@ -634,11 +466,6 @@ class Trainer:
         if not self.dist.is_main:
             return Path(path)
         return export_weights(self.model, path)
-
-    def _restore(self, resume_from: str | Path) -> tuple[int, int]:
-        from treadmill.resume import restore_training_state
-
-        return restore_training_state(self, resume_from)
 
     # ------------------------------------------------------------------ output
 
@@ -662,13 +489,3 @@ class Trainer:
         """'min' or 'max' for the config's monitored metric."""
         mode = self.config.monitor_mode
         return infer_mode(self.config.monitor) if mode == "auto" else mode
-
-
-class _null:
-    """A reusable do-nothing context manager."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -1,7 +1,8 @@
-"""Callbacks: the base class and the ones Treadmill ships."""
+"""Callbacks: the base class, the ones Treadmill ships, and `from_config` (those a TrainingConfig asks for)."""
 
 from treadmill.callbacks.alarms import ALARM_KINDS, Alarm, AlarmThresholds, HealthMonitor
 from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.configured import from_config
 from treadmill.callbacks.diagnostics import Diagnostics
 from treadmill.callbacks.early_stopping import EarlyStopping
 from treadmill.callbacks.loggers import CSVLogger, MLflowLogger, TensorBoardLogger
@@ -23,5 +24,6 @@ __all__ = [
     "ModelCheckpoint",
     "OverfitReport",
     "TensorBoardLogger",
+    "from_config",
     "infer_mode",
 ]

@@ -20,6 +20,10 @@ Each (kind, subject) is warned once; repeats are counted for the summary. `on_al
 "stop" for every kind, or a dict kind -> action (missing kinds warn). "stop" sets
 `trainer.should_stop = True`: the run ends after the current batch (or epoch), with the usual
 `on_train_end` (checkpoints, loggers, this summary) instead of an exception.
+
+Long because: the ten kinds share one warn-once/stop/summary bookkeeping and one state to resume
+from, and each check sits beside the others it is tuned against; this docstring's table of kinds
+is a tenth of the file.
 """
 
 from __future__ import annotations
@@ -218,7 +222,7 @@ class HealthMonitor(Callback):
             trainer.print(self.summary())
 
     def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
-        from treadmill.checks import NonFiniteLossError
+        from treadmill.training.checks import NonFiniteLossError
 
         if isinstance(exception, NonFiniteLossError):
             self.raise_alarm(

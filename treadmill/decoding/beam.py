@@ -124,6 +124,8 @@ def beam_search(
     stepper: ModelStepper, limits: RowLimits, cfg: GenerationConfig
 ) -> Generator[BeamStep, None, SearchResult]:
     """Beam search over every source row of `stepper`; yields BeamSteps, returns a SearchResult."""
+    # Long because: one search step reads top to bottom (score, finish, keep K, drop done examples,
+    # advance) over a dozen shared tensors; as helpers it would pass them all back and forth.
     k, n = cfg.beam_size, cfg.num_return_sequences
     batch, device = stepper.rows, stepper.tokens.device
     stepper.repeat_rows(k)

@@ -11,7 +11,14 @@ from torch import nn
 
 from treadmill.utils import iter_tensors
 
-__all__ = ["EmbeddingIndexError", "NonFiniteLossError", "check_embedding_inputs", "first_non_finite_module"]
+__all__ = [
+    "EmbeddingIndexError",
+    "NonFiniteLossError",
+    "check_embedding_inputs",
+    "check_finite_loss",
+    "diagnose_index_error",
+    "first_non_finite_module",
+]
 
 
 class EmbeddingIndexError(IndexError):
@@ -100,3 +107,33 @@ def first_non_finite_module(model: nn.Module, run_forward: Callable[[], Any]) ->
         for handle in handles:
             handle.remove()
     return found[0] if found else None
+
+
+def check_finite_loss(loss: torch.Tensor, model: nn.Module, run_forward: Callable[[], Any], where: str) -> None:
+    """Raise NonFiniteLossError, naming the first module whose output became non-finite, if the loss is."""
+    if bool(torch.isfinite(loss.detach()).all()):
+        return
+    culprit = first_non_finite_module(model, run_forward)
+    found = (
+        f"The first module whose output became non-finite is {culprit}."
+        if culprit
+        else "Every module output was finite: the loss function itself produced it (log(0), division by zero?)."
+    )
+    raise NonFiniteLossError(
+        f"Loss became {float(loss.detach())} at {where}. {found} Try a lower learning rate, warm-up, "
+        "max_grad_norm, or check the inputs."
+    )
+
+
+def diagnose_index_error(model: nn.Module, batch: Any, run_forward: Callable[[], Any], err: BaseException) -> None:
+    """For an "index out of range" error, re-run the forward pass with embedding checks and raise the
+    EmbeddingIndexError that names the module; return when that finds nothing better to say."""
+    if isinstance(err, EmbeddingIndexError) or "index out of range" not in str(err):
+        return
+    with torch.no_grad(), check_embedding_inputs(model, batch):
+        try:
+            run_forward()
+        except EmbeddingIndexError as diagnosed:
+            raise diagnosed from err
+        except Exception:  # noqa: BLE001 - the original error is more useful then
+            return

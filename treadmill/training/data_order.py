@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
 
-__all__ = ["seed_epoch", "epoch_iterator", "SkipBatchSampler", "loader_settings"]
+__all__ = ["seed_epoch", "epoch_iterator", "SkipBatchSampler", "loader_settings", "batches_in_epoch", "first_batches"]
 
 
 def _epoch_generator(data_seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -96,3 +96,23 @@ def epoch_iterator(loader: Iterable[Any], skip: int = 0) -> Iterator[Any]:
     for index, batch in enumerate(loader):
         if index >= skip:
             yield batch
+
+
+def batches_in_epoch(loader: Any, overfit_batches: int | None = None) -> int | None:
+    """Training batches per epoch (at most `overfit_batches` when set); None without a len."""
+    try:
+        count = len(loader)
+    except TypeError:
+        return None
+    return min(count, overfit_batches) if overfit_batches else count
+
+
+def first_batches(loader: Iterable[Any], count: int, data_seed: int) -> list[Any]:
+    """The first `count` batches in epoch 0's order: the fixed batches of the overfit test."""
+    seed_epoch(loader, data_seed, 0)
+    batches: list[Any] = []
+    for batch in loader:
+        if len(batches) == count:
+            break
+        batches.append(batch)
+    return batches

@@ -1,16 +1,25 @@
-"""Build optimizers (with per-module learning rates and weight-decay groups) and LR schedules."""
+"""Build optimizers (with per-module learning rates and weight-decay groups) and LR schedules,
+sized to the run's number of optimizer steps."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from treadmill.config import ConfigError, OptimizerConfig, SchedulerConfig
+from treadmill.config import ConfigError, OptimizerConfig, SchedulerConfig, TrainingConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "warmup_schedule", "param_groups"]
+__all__ = [
+    "build_optimizer",
+    "build_scheduler",
+    "scheduler_for",
+    "total_optimizer_steps",
+    "warmup_schedule",
+    "param_groups",
+]
 
 # Parameters of these modules are not weight-decayed when `no_decay_norm_and_bias` is set.
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
@@ -119,3 +128,39 @@ def build_scheduler(
         return cls(optimizer, **params)
     except TypeError as err:
         raise ConfigError(f"SchedulerConfig.params {params} do not fit {name}: {err}") from err
+
+
+def _batches_per_epoch(loader: Any, epochs: int) -> list[int]:
+    """Training batches in each epoch; 0 where the loader has no length."""
+    # A token-budget sampler cuts a different number of batches each epoch; counting only
+    # epoch 0's would end a OneCycleLR before the last steps (it raises) or restart a cosine.
+    counter = getattr(getattr(loader, "batch_sampler", None), "epoch_lengths", None)
+    if callable(counter):
+        return [int(n) for n in counter(epochs)]
+    try:
+        return [len(loader)] * epochs
+    except TypeError:
+        return [0] * epochs
+
+
+def total_optimizer_steps(loader: Any, config: TrainingConfig) -> int:
+    """The optimizer steps a run of `config` over `loader` takes (at least 1), for schedule lengths."""
+    total = 0
+    for batches in _batches_per_epoch(loader, config.epochs):
+        if config.overfit_batches:
+            batches = min(batches, config.overfit_batches) if batches else config.overfit_batches
+        total += math.ceil(batches / config.gradient_accumulation_steps)
+    if config.max_steps:
+        total = min(total, config.max_steps) if total else config.max_steps
+    if total == 0 and config.scheduler is not None:
+        # stacklevel: total_optimizer_steps <- scheduler_for <- Trainer.__init__ <- the caller
+        warnings.warn("Cannot tell the number of training steps (the loader has no len); "
+                      "give SchedulerConfig.params['total_steps'].", stacklevel=4)
+    return max(total, 1)
+
+
+def scheduler_for(optimizer: torch.optim.Optimizer, config: TrainingConfig, train_dataloader: Any) -> Any:
+    """The scheduler `config.scheduler` asks for, sized to the run over `train_dataloader`; or None."""
+    if config.scheduler is None or config.scheduler.scheduler_class is None:
+        return None
+    return build_scheduler(optimizer, config.scheduler, total_optimizer_steps(train_dataloader, config), config.epochs)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast_context", "make_grad_scaler"]
+__all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast_context", "make_grad_scaler", "step_optimizer"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -60,3 +60,15 @@ def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScal
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
+
+
+def step_optimizer(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:
+    """optimizer.step(), through the fp16 grad scaler when there is one; False when the scaler
+    skipped the step (inf/NaN gradients: it lowered its scale instead)."""
+    if scaler is None:
+        optimizer.step()
+        return True
+    scale_before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= scale_before

@@ -1,0 +1,69 @@
+"""The passes over a loader without training that `Trainer.evaluate` and `Trainer.predict` run.
+
+Both go through the trainer's hooks (`_forward_pass`, `_compute_loss`, `_compute_metrics`), so a
+subclass that changes how a batch is fed or scored is evaluated the way it is trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from treadmill.checkpoint import unwrap_model
+from treadmill.training.batches import loss_and_weight
+from treadmill.training.checks import check_embedding_inputs
+from treadmill.training.precision import autocast_context
+from treadmill.training.running_means import RunningMeans
+from treadmill.utils import batch_size_of, move_to_device
+
+if TYPE_CHECKING:
+    from treadmill.trainer import Trainer
+
+__all__ = ["eval_mode", "evaluation_means", "predict_outputs"]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode inside the block, back in the mode it was in after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def evaluation_means(trainer: Trainer, loader: Iterable[Any]) -> RunningMeans:
+    """Loss (weighted like training) and metrics over every batch of the loader, as running means."""
+    running = RunningMeans()
+    with eval_mode(trainer.model), torch.inference_mode():
+        for index, batch in enumerate(loader):
+            batch = move_to_device(batch, trainer.device)
+            checked = index == 0 and trainer.config.check_embedding_inputs
+            with check_embedding_inputs(unwrap_model(trainer.model), batch) if checked else contextlib.nullcontext():
+                with autocast_context(trainer.precision, trainer.device):
+                    predictions = trainer._forward_pass(batch)
+                    loss, weight = loss_and_weight(trainer._compute_loss(batch, predictions))
+            batch_size = batch_size_of(batch)
+            running.update("loss", loss, batch_size if weight is None else weight)
+            for name, value in trainer._compute_metrics(batch, predictions).items():
+                running.update(name, value, batch_size)
+    return running
+
+
+def predict_outputs(trainer: Trainer, loader: Iterable[Any]) -> Any:
+    """The trainer's forward pass on every batch, concatenated along dim 0 when they are tensors."""
+    outputs = []
+    with eval_mode(trainer.model), torch.inference_mode(), autocast_context(trainer.precision, trainer.device):
+        for batch in loader:
+            outputs.append(trainer._forward_pass(move_to_device(batch, trainer.device)))
+    if outputs and all(isinstance(o, torch.Tensor) for o in outputs):
+        try:
+            return torch.cat(outputs, dim=0)
+        except RuntimeError:
+            return outputs
+    return outputs
