@@ -16,23 +16,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "treadmill"
 
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 REASON = "Long because:"
-
-# The application layer is being rewritten into treadmill/cli/ by #23; its size limits are checked
-# once it lands. Removed when treadmill/cli/ lands (#23).
-APPLICATION_FILES_BEING_REWRITTEN = {
-    "runner.py", "runconfig.py", "cli.py", "generate_cli.py", "sweep.py", "report.py", "plots.py", "forecasting.py",
-}
-# TransformerSeq2Seq.__init__ repeats its 17 config fields positionally; #23 item 3 (models built
-# from their config object) rewrites it in another branch. Removed when that change lands (#23).
-MODEL_FUNCTIONS_BEING_REWRITTEN = {("models/transformer_seq2seq.py", "__init__")}
-
 
 # ---------------------------------------------------------------------- reading the package
 
@@ -265,24 +253,5 @@ def test_no_file_or_function_too_long_without_a_reason():
     problems = []
     for _module, (path, source) in package_sources().items():
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative in APPLICATION_FILES_BEING_REWRITTEN:
-            continue
-        exempt = frozenset(name for file, name in MODEL_FUNCTIONS_BEING_REWRITTEN if file == relative)
-        problems.extend(oversized(source, f"treadmill/{relative}", exempt))
+        problems.extend(oversized(source, f"treadmill/{relative}"))
     assert not problems, "Too long without 'Long because:' at the top:\n  " + "\n  ".join(problems)
-
-
-@pytest.mark.parametrize("name", sorted(APPLICATION_FILES_BEING_REWRITTEN))
-def test_exempt_application_files_exist(name):
-    # An exemption for a file that is gone would hide nothing; drop it from the set.
-    assert (PACKAGE / name).is_file(), f"{name} no longer exists: remove it from APPLICATION_FILES_BEING_REWRITTEN"
-
-
-@pytest.mark.parametrize(("file", "function"), sorted(MODEL_FUNCTIONS_BEING_REWRITTEN))
-def test_exempt_model_functions_are_still_too_long(file, function):
-    # Once the rewrite has shortened it, the exemption only hides the next regression: drop it.
-    tree = ast.parse((PACKAGE / file).read_text(encoding="utf-8"))
-    lengths = [n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function]
-    assert any(length > MAX_FUNCTION_LINES for length in lengths), (
-        f"{file}:{function} is short now: remove it from MODEL_FUNCTIONS_BEING_REWRITTEN"
-    )

@@ -394,3 +394,14 @@ def test_loss_decreases_on_a_learnable_problem():
     ).fit()
     assert history["loss"][-1] < 0.2 * history["loss"][0]
     assert all(math.isfinite(v) for v in history["loss"])
+
+
+def test_a_trainer_without_training_data_only_evaluates_and_builds_no_optimizer():
+    loader = DataLoader(TensorDataset(*regression_data()), batch_size=16)
+    warmup = SchedulerConfig("warmup_cosine", params={"warmup_steps": 2})
+    evaluator = Trainer(mlp(), quiet(scheduler=warmup), val_dataloader=loader, loss_fn=nn.MSELoss())
+    assert evaluator.optimizer is None and evaluator.scheduler is None
+    trained = Trainer(mlp(), quiet(), loader, loss_fn=nn.MSELoss())
+    assert evaluator.evaluate(loader) == trained.evaluate(loader)  # same weights, same numbers
+    with pytest.raises(ValueError, match="only evaluates"):
+        evaluator.fit()

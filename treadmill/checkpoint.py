@@ -253,7 +253,7 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
         "format": "treadmill-training-state",
         "treadmill_version": __version__,
         "model": unwrap_model(trainer.model).state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
+        "optimizer": trainer.optimizer.state_dict() if trainer.optimizer is not None else None,  # None: an evaluation-only trainer
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
         "epoch": trainer.epoch,

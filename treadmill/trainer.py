@@ -129,8 +129,12 @@ class Trainer:
         self.metric_fns: dict[str, Callable[..., Any]] = named_metric_fns(metric_fns)
         self.precision = resolve_precision(self.config.precision, self.device, self.config.force_mixed_precision)
         self.scaler = make_grad_scaler(self.precision, self.device)
-        self.optimizer = build_optimizer(unwrap_model(self.model), self.config.optimizer)
-        self.scheduler: Any = scheduler_for(self.optimizer, self.config, self.train_dataloader)
+        # Without training data the trainer only evaluates: no optimizer state is allocated.
+        self.optimizer: Any = None
+        self.scheduler: Any = None
+        if self.train_dataloader is not None:
+            self.optimizer = build_optimizer(unwrap_model(self.model), self.config.optimizer)
+            self.scheduler = scheduler_for(self.optimizer, self.config, self.train_dataloader)
         user_callbacks = list(callbacks or [])
         configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
         self.callbacks: list[Callback] = user_callbacks + configured
@@ -189,7 +193,7 @@ class Trainer:
     def fit(self, resume_from: str | Path | None = None) -> dict[str, Any]:
         """Train for `config.epochs` epochs (or until stopped) and return the history."""
         if self.train_dataloader is None:
-            raise ValueError("Trainer.fit needs train_dataloader.")
+            raise ValueError("Trainer.fit needs train_dataloader: a Trainer built without one only evaluates.")
         start_epoch, skip_batches = restore_training_state(self, resume_from) if resume_from is not None else (self.epoch, 0)
         self.should_stop = False
         for cb in self.callbacks:

@@ -24,9 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from treadmill.cli.sections import (
+    DataSection,
+    DiagnosticsSection,
+    EvaluationSection,
+    ModelSection,
+    RunConfigError,
+    SequenceLevelSection,
+    TaskSection,
+    field_names,
+    section,
+)
 from treadmill.config import OptimizerConfig, SchedulerConfig, TrainingConfig
 from treadmill.seq2seq.trainer import Seq2SeqConfig
-from treadmill.validation import ConfigError, check_keys, check_range, closest_hint
+from treadmill.validation import ConfigError, check_keys, check_range
 
 __all__ = [
     "RunConfig",
@@ -36,204 +47,6 @@ __all__ = [
     "merge_configs",
     "run_config_from_dict",
 ]
-
-SPLITS = ("train", "valid", "test")
-
-
-class RunConfigError(ConfigError):
-    """A run config that cannot be used; the message names the key and what to do."""
-
-
-def _field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise RunConfigError(f"{name} must be true or false, got {value!r}.")
-
-
-def _section(cls: type, where: str, values: Mapping[str, Any]) -> Any:
-    """`cls(**values)` after checking the keys; value errors become RunConfigErrors naming `where`."""
-    check_keys(where, values, _field_names(cls))
-    try:
-        return cls(**values)
-    except RunConfigError:
-        raise
-    except (ConfigError, TypeError, ValueError) as err:
-        raise RunConfigError(f"{where}: {err}") from err
-
-
-@dataclass
-class TaskSection:
-    """Which built-in task, with its options (`treadmill tasks` lists both)."""
-
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from treadmill.data.tasks import task_options
-
-        if not isinstance(self.options, Mapping):
-            raise RunConfigError(f"task.options must be a mapping of the task's options, got {self.options!r}.")
-        try:
-            allowed = task_options(self.name)
-        except ConfigError as err:
-            raise RunConfigError(f"task: {err}") from err
-        check_keys(f"task.options of {self.name!r}", self.options, allowed)
-
-
-# Placeholders for the sizes a model takes from its task, so the model config can be checked
-# before the task is built; the real ones replace them in `ModelSection.build_config`.
-_PLACEHOLDER_SIZE = 8
-
-
-@dataclass
-class ModelSection:
-    """The model family (`name`) and the fields of its config dataclass given in the YAML."""
-
-    name: str = "transformer"
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from treadmill.models.registry import MODELS, canonical_fields
-
-        if self.name not in MODELS:
-            raise RunConfigError(
-                f"model.name={self.name!r} is not a model.{closest_hint(self.name, MODELS)} Valid: {', '.join(sorted(MODELS))}."
-            )
-        self.fields = canonical_fields(self.name, self.fields)  # old field names of runs trained before
-
-    def config_class(self) -> type:
-        """The model config dataclass of this family."""
-        from treadmill.models.registry import MODELS
-
-        return MODELS[self.name][0]
-
-    def resolved_fields(self) -> dict[str, Any]:
-        """Every field of the model config, defaults included; the task's sizes once known."""
-        values = dataclasses.asdict(self.build_config())
-        required = self.required_sizes()
-        return {k: v for k, v in values.items() if k in self.fields or k not in required}
-
-    def required_sizes(self) -> list[str]:
-        """The config fields without defaults: the sizes a task supplies (vocabularies, horizons)."""
-        return [f.name for f in dataclasses.fields(self.config_class()) if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING]
-
-    def build_config(self, sizes: Mapping[str, int] | None = None) -> Any:
-        """The model config from the given fields and the task's `sizes` (placeholders when None)."""
-        cls = self.config_class()
-        check_keys("model", self.fields, ["name", *_field_names(cls)])
-        values = dict(self.fields)
-        for name in self.required_sizes():
-            if name not in values:
-                values[name] = _PLACEHOLDER_SIZE if sizes is None else sizes[name]
-        try:
-            return cls(**values)
-        except ConfigError as err:
-            where = f"model.{err.field}" if err.field else "model"
-            raise RunConfigError(f"{where}: {err}") from err
-        except (TypeError, ValueError) as err:
-            raise RunConfigError(f"model: {err}") from err
-
-
-@dataclass
-class DataSection:
-    """Batching: a fixed batch size, or a token budget (`max_tokens`) that overrides it."""
-
-    batch_size: int = 64
-    max_tokens: int | None = None
-    eval_batch_size: int = 256
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        check_range("data.batch_size", self.batch_size, 1, integer=True)
-        check_range("data.max_tokens", self.max_tokens, 1, integer=True, optional=True)
-        check_range("data.eval_batch_size", self.eval_batch_size, 1, integer=True)
-        check_range("data.num_workers", self.num_workers, 0, integer=True)
-
-
-@dataclass
-class EvaluationSection:
-    """What is scored after training, and how it is decoded (merged over seq2seq.generation)."""
-
-    splits: list[str] = field(default_factory=lambda: ["test"])
-    generation: dict[str, Any] = field(default_factory=dict)
-    samples: int = 5
-    max_batches: int | None = None
-    # average_last=N evaluates the mean weights of the last N epoch checkpoints instead of the best one
-    average_last: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.splits, list) or any(split not in SPLITS for split in self.splits):
-            raise RunConfigError(f"evaluation.splits must be a list drawn from {list(SPLITS)}, got {self.splits!r}.")
-        if not isinstance(self.generation, Mapping):
-            raise RunConfigError(f"evaluation.generation must be a mapping of decoding options, got {self.generation!r}.")
-        check_range("evaluation.samples", self.samples, 0, integer=True)
-        check_range("evaluation.max_batches", self.max_batches, 1, integer=True, optional=True)
-        check_range("evaluation.average_last", self.average_last, 1, integer=True, optional=True)
-
-
-@dataclass
-class DiagnosticsSection:
-    """The representation diagnostics and the alarms that watch training."""
-
-    enabled: bool = True
-    every_n_steps: int = 200
-    watch: list[str] = field(default_factory=list)
-    on_alarm: Any = "warn"
-
-    def __post_init__(self) -> None:
-        from treadmill.callbacks.alarms import HealthMonitor
-
-        _check_bool("diagnostics.enabled", self.enabled)
-        check_range("diagnostics.every_n_steps", self.every_n_steps, 1, integer=True)
-        try:
-            HealthMonitor(on_alarm=self.on_alarm)
-        except (ValueError, AttributeError) as err:  # AttributeError: neither a name nor a mapping
-            raise RunConfigError(f"diagnostics.on_alarm: {err}") from err
-
-
-@dataclass
-class SequenceLevelSection:
-    """The optional fine-tuning phase after teacher forcing: its budget, and the objective's options
-    (SequenceLevelConfig's fields; method "mle" is more teacher forcing, the honest control)."""
-
-    enabled: bool = False
-    epochs: int = 1
-    max_steps: int | None = None
-    lr: float = 1e-4
-    options: dict[str, Any] = field(default_factory=dict)
-
-    PHASE_KEYS = ("enabled", "epochs", "max_steps", "lr")
-
-    @property
-    def method(self) -> str:
-        """mrt, reinforce or mle."""
-        return str(self.options.get("method", "mrt"))
-
-    def __post_init__(self) -> None:
-        from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig
-
-        _check_bool("sequence_level.enabled", self.enabled)
-        check_range("sequence_level.epochs", self.epochs, 1, integer=True)
-        check_range("sequence_level.max_steps", self.max_steps, 1, integer=True, optional=True)
-        check_range("sequence_level.lr", self.lr, 0, low_inclusive=False)
-        check_keys("sequence_level", self.options, [*self.PHASE_KEYS, *_field_names(SequenceLevelConfig)])
-        if self.method != "mle":
-            self.objective()
-
-    def objective(self) -> Any:
-        """The SequenceLevelConfig of the phase (not for method mle)."""
-        from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig
-
-        return _section(SequenceLevelConfig, "sequence_level", self.options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The flat YAML form."""
-        return {"enabled": self.enabled, "epochs": self.epochs, "max_steps": self.max_steps, "lr": self.lr, **self.options}
-
 
 @dataclass
 class RunConfig:
@@ -278,16 +91,16 @@ SECTIONS = ("task", "model", "data", "training", "seq2seq", "evaluation", "diagn
 TOP_LEVEL = (*SECTIONS, "seed", "name")
 
 
-def _training(section: Mapping[str, Any], seed: int) -> tuple[TrainingConfig, str | None]:
+def _training(given: Mapping[str, Any], seed: int) -> tuple[TrainingConfig, str | None]:
     """The TrainingConfig (seeded by the run's seed unless it has its own) and resume_from."""
-    check_keys("training", section, [*_field_names(TrainingConfig), *TrainingConfig.ALIASES, "resume_from"])  # type: ignore[attr-defined]
+    check_keys("training", given, [*field_names(TrainingConfig), *TrainingConfig.ALIASES, "resume_from"])  # type: ignore[attr-defined]
     for key, cls in (("optimizer", OptimizerConfig), ("scheduler", SchedulerConfig)):
-        if isinstance(section.get(key), Mapping):
-            check_keys(f"training.{key}", section[key], _field_names(cls))
-    values = {k: v for k, v in section.items() if k != "resume_from"}
+        if isinstance(given.get(key), Mapping):
+            check_keys(f"training.{key}", given[key], field_names(cls))
+    values = {k: v for k, v in given.items() if k != "resume_from"}
     values.setdefault("seed", seed)
     try:
-        return TrainingConfig(**values), section.get("resume_from")
+        return TrainingConfig(**values), given.get("resume_from")
     except (ConfigError, TypeError) as err:
         raise RunConfigError(f"training: {err}") from err
 
@@ -348,13 +161,13 @@ def _run_config(raw: Mapping[str, Any]) -> RunConfig:
     phase = dict(raw.get("sequence_level") or {})
     training, resume_from = _training(raw.get("training") or {}, seed)
     config = RunConfig(
-        task=_section(TaskSection, "task", task),
+        task=section(TaskSection, "task", task),
         model=ModelSection(name=model.pop("name", "transformer"), fields=model),
-        data=_section(DataSection, "data", raw.get("data") or {}),
+        data=section(DataSection, "data", raw.get("data") or {}),
         training=training,
-        seq2seq=_section(Seq2SeqConfig, "seq2seq", raw.get("seq2seq") or {}),
-        evaluation=_section(EvaluationSection, "evaluation", raw.get("evaluation") or {}),
-        diagnostics=_section(DiagnosticsSection, "diagnostics", raw.get("diagnostics") or {}),
+        seq2seq=section(Seq2SeqConfig, "seq2seq", raw.get("seq2seq") or {}),
+        evaluation=section(EvaluationSection, "evaluation", raw.get("evaluation") or {}),
+        diagnostics=section(DiagnosticsSection, "diagnostics", raw.get("diagnostics") or {}),
         sequence_level=SequenceLevelSection(
             **{k: phase.pop(k) for k in SequenceLevelSection.PHASE_KEYS if k in phase}, options=phase
         ),
