@@ -8,7 +8,7 @@ import torch
 
 from treadmill import OptimizerConfig, TrainingConfig
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
-from treadmill.models import GPT, GPTConfig, TransformerSeq2Seq
+from treadmill.models import GPT, GPTConfig, transformer_seq2seq
 from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer, strip_target
 from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig, SequenceLevelTrainer
 
@@ -33,7 +33,7 @@ def copy_batches(n_batches=6, batch=16, seed=0):
 
 def transformer():
     torch.manual_seed(0)
-    return TransformerSeq2Seq(
+    return transformer_seq2seq(
         VOCAB,
         VOCAB,
         d_model=32,

@@ -119,11 +119,6 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
 
-    @classmethod
-    def from_config(cls, cfg: GPTConfig) -> GPT:
-        """Build from a GPTConfig."""
-        return cls(cfg)
-
     def _init_weights(self) -> None:
         """GPT-2 init: N(0, 0.02), zero biases, residual projections N(0, 0.02 / sqrt(2 n_layers))."""
         for module in self.modules():
