@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_choice", "check_positive", "check_dropout", "closest_hint"]
+__all__ = ["check_choice", "check_config", "check_positive", "check_dropout", "closest_hint"]
 
 
 def closest_hint(value: str, options: Iterable[str]) -> str:
@@ -36,3 +36,12 @@ def check_dropout(owner: str, **fields: float) -> None:
     for field, value in fields.items():
         if not 0.0 <= float(value) < 1.0:
             raise ValueError(f"{owner}.{field}={value!r} must be in [0, 1).")
+
+
+def check_config(model: str, config: Any, config_cls: type, builder: str) -> None:
+    """Raise TypeError naming the builder when a model is given anything but its config object."""
+    if not isinstance(config, config_cls):
+        raise TypeError(
+            f"{model}(config) takes a {config_cls.__name__}, got {type(config).__name__}; build "
+            f"from sizes with treadmill.models.{builder}(src_vocab_size, tgt_vocab_size, **fields)."
+        )

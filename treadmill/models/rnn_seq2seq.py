@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from treadmill.constants import PAD_ID
-from treadmill.models._checks import check_choice, check_dropout, check_positive
+from treadmill.models._checks import check_choice, check_config, check_dropout, check_positive
 from treadmill.nn.masks import lengths_from_padding_mask
 from treadmill.nn.rnn import RNN_ATTENTIONS, RNN_CELLS, RNNDecoder, RNNEncoder, RNNState
 
@@ -102,12 +102,7 @@ class RNNSeq2Seq(nn.Module):
 
     def __init__(self, config: RNNSeq2SeqConfig) -> None:
         super().__init__()
-        if not isinstance(config, RNNSeq2SeqConfig):
-            raise TypeError(
-                f"RNNSeq2Seq(config) takes an RNNSeq2SeqConfig, got {type(config).__name__}; "
-                f"build from sizes with treadmill.models.rnn_seq2seq(src_vocab_size, "
-                f"tgt_vocab_size, **fields)."
-            )
+        check_config("RNNSeq2Seq", config, RNNSeq2SeqConfig, "rnn_seq2seq")
         self.config = cfg = config
         self.encoder = RNNEncoder(
             cfg.src_vocab_size,

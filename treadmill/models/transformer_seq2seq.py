@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from treadmill.constants import PAD_ID
-from treadmill.models._checks import check_choice, check_dropout, check_positive
+from treadmill.models._checks import check_choice, check_config, check_dropout, check_positive
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.positional import (
     LearnedPositionalEmbedding,
@@ -115,12 +115,7 @@ class TransformerSeq2Seq(nn.Module):
 
     def __init__(self, config: TransformerSeq2SeqConfig) -> None:
         super().__init__()
-        if not isinstance(config, TransformerSeq2SeqConfig):
-            raise TypeError(
-                f"TransformerSeq2Seq(config) takes a TransformerSeq2SeqConfig, got "
-                f"{type(config).__name__}; build from sizes with "
-                f"treadmill.models.transformer_seq2seq(src_vocab_size, tgt_vocab_size, **fields)."
-            )
+        check_config("TransformerSeq2Seq", config, TransformerSeq2SeqConfig, "transformer_seq2seq")
         self.config = cfg = config
         d_model, n_heads, norm_first = cfg.d_model, cfg.n_heads, cfg.norm_first
         self.embed_scale = math.sqrt(d_model)
