@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import treadmill.nn.attention as attention
 from treadmill.constants import BOS_ID, PAD_ID
-from treadmill.models import TransformerSeq2Seq
+from treadmill.models import transformer_seq2seq
 from treadmill.nn import MultiHeadAttention
 
 THRESHOLD = attention.CPU_BF16_EXPLICIT_MAX_KEYS
@@ -83,7 +83,7 @@ def attention_layer(
 def g2p_training_step() -> Callable[[], None]:
     """One bf16-autocast training step of the G2P recipe's model on a G2P-shaped batch."""
     torch.manual_seed(0)
-    model = TransformerSeq2Seq(
+    model = transformer_seq2seq(
         src_vocab_size=32,
         tgt_vocab_size=75,
         d_model=192,

@@ -21,13 +21,13 @@ import torch
 
 from treadmill.constants import PAD_ID
 from treadmill.decoding import generate
-from treadmill.models import TransformerSeq2Seq
+from treadmill.models import TransformerSeq2Seq, transformer_seq2seq
 
 
 def build_model(vocab: int) -> TransformerSeq2Seq:
     """The benchmarked model: d_model 256, 3+3 layers, eval mode."""
     torch.manual_seed(0)
-    model = TransformerSeq2Seq(
+    model = transformer_seq2seq(
         vocab, vocab, d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024
     )
     return model.eval()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from treadmill.constants import BOS_ID, PAD_ID
-from treadmill.models import TransformerSeq2Seq
+from treadmill.models import transformer_seq2seq
 from treadmill.nn import SinusoidalPositionalEncoding, padding_mask
 
 
@@ -138,16 +138,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     norm_first = not args.post_norm
-    ours = TransformerSeq2Seq(
+    ours = transformer_seq2seq(
         args.vocab,
         args.vocab,
-        args.d_model,
-        args.heads,
-        args.layers,
-        args.layers,
-        args.d_ff,
-        args.dropout,
-        norm_first,
+        d_model=args.d_model,
+        n_heads=args.heads,
+        n_encoder_layers=args.layers,
+        n_decoder_layers=args.layers,
+        d_ff=args.d_ff,
+        dropout=args.dropout,
+        norm_first=norm_first,
         attention_dropout=args.dropout,
         activation_dropout=args.dropout,
     )

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
-from treadmill.models import TransformerSeq2Seq
+from treadmill.models import TransformerSeq2Seq, transformer_seq2seq
 
 # fp32 matmul peak of one core of the project's 2-core AMD EPYC (AVX-512 FMA); scaled by threads.
 CPU_PEAK_PER_THREAD = 70e9
@@ -121,7 +121,7 @@ def build_ours(sizes: Sizes, **overrides: Any) -> TransformerSeq2Seq:
         activation_dropout=sizes.dropout,
     )
     options.update(overrides)
-    return TransformerSeq2Seq(sizes.vocab, sizes.vocab, **options)
+    return transformer_seq2seq(sizes.vocab, sizes.vocab, **options)
 
 
 def build_bart(sizes: Sizes, **overrides: Any) -> nn.Module:

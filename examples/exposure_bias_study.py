@@ -34,7 +34,9 @@ class NoCausalMask(TransformerSeq2Seq):
                 tgt_padding_mask: Tensor | None = None) -> Tensor:
         memory = self.encode(src, src_padding_mask)
         x = self._embed(tgt_in, self.tgt_embedding, self.tgt_positions, 0)
-        hidden = self.decoder(x, memory, memory_padding_mask=src_padding_mask, is_causal=False).hidden
+        hidden = self.decoder(
+            x, memory["outputs"], memory_padding_mask=memory["padding_mask"], is_causal=False
+        ).hidden
         return self.output_proj(hidden)
 
 
@@ -65,7 +67,7 @@ def run_variant(key: str, out: Path) -> dict:
 def build_leaky(config: RunConfig) -> NoCausalMask:
     """The run's model with the same initial weights, its decoder's causal mask removed."""
     model = build_model(config)
-    leaky = NoCausalMask.from_config(model.config)
+    leaky = NoCausalMask(model.config)
     leaky.load_state_dict(model.state_dict())
     return leaky
 

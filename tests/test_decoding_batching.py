@@ -13,7 +13,12 @@ from decoding_toy_models import EosBiased, ToyLM, ToySeq2Seq
 
 from treadmill.constants import PAD_ID
 from treadmill.decoding import generate
-from treadmill.models import GPT, GPTConfig, RNNSeq2Seq, TransformerSeq2Seq
+from treadmill.models import (
+    GPT,
+    GPTConfig,
+    rnn_seq2seq,
+    transformer_seq2seq,
+)
 
 VOCAB = 16
 BATCH = 32
@@ -29,7 +34,7 @@ def _seq2seq(kind: str) -> EosBiased:
     if kind == "toy":
         base = ToySeq2Seq(VOCAB)
     elif kind == "transformer":
-        base = TransformerSeq2Seq(
+        base = transformer_seq2seq(
             VOCAB,
             VOCAB,
             d_model=32,
@@ -40,18 +45,18 @@ def _seq2seq(kind: str) -> EosBiased:
             dropout=0.1,
         )
     elif kind == "rnn-lstm-bahdanau":
-        base = RNNSeq2Seq(
+        base = rnn_seq2seq(
             VOCAB, VOCAB, embed_dim=16, hidden_dim=32, cell="lstm", attention="bahdanau"
         )
     else:
-        base = RNNSeq2Seq(
+        base = rnn_seq2seq(
             VOCAB,
             VOCAB,
             embed_dim=16,
             hidden_dim=32,
             cell="gru",
             attention="luong-general",
-            num_layers=2,
+            n_layers=2,
         )
     _sharpen(base)
     # Dropout > 0 in the models checks that generate() switches to eval mode.

@@ -15,12 +15,14 @@ from treadmill.models import (
     Seq2SeqEnsemble,
     Seq2SeqModel,
     TransformerSeq2Seq,
+    rnn_seq2seq,
+    transformer_seq2seq,
 )
 
 
 def _transformer(seed: int) -> TransformerSeq2Seq:
     torch.manual_seed(seed)
-    return TransformerSeq2Seq(
+    return transformer_seq2seq(
         SRC_V,
         TGT_V,
         d_model=16,
@@ -34,7 +36,7 @@ def _transformer(seed: int) -> TransformerSeq2Seq:
 
 def _rnn(seed: int) -> RNNSeq2Seq:
     torch.manual_seed(seed)
-    return RNNSeq2Seq(SRC_V, TGT_V, 8, 16, attention="luong-general", dropout=0.0).eval()
+    return rnn_seq2seq(SRC_V, TGT_V, embed_dim=8, hidden_dim=16, attention="luong-general", dropout=0.0).eval()
 
 
 @torch.no_grad()
@@ -112,7 +114,7 @@ def test_members_must_be_encoder_decoders_with_one_target_vocabulary() -> None:
     gpt = GPT(GPTConfig(vocab_size=TGT_V, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=16))
     with pytest.raises(ValueError, match=r"member 1 \(GPT\) is not an encoder-decoder"):
         Seq2SeqEnsemble([_transformer(0), gpt])
-    other_vocab = TransformerSeq2Seq(
+    other_vocab = transformer_seq2seq(
         SRC_V, TGT_V + 2, d_model=16, n_heads=4, n_encoder_layers=1, n_decoder_layers=1, d_ff=32
     )
     src, tgt, src_mask = _batch()

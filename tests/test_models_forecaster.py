@@ -8,7 +8,7 @@ from treadmill.models.forecaster import Forecaster, ForecasterConfig
 
 def _model(norm: str) -> Forecaster:
     torch.manual_seed(0)
-    return Forecaster(ForecasterConfig(context_len=12, horizon=4, hidden_dim=8, num_layers=1, window_norm=norm)).eval()
+    return Forecaster(ForecasterConfig(context_len=12, horizon=4, hidden_dim=8, n_layers=1, window_norm=norm)).eval()
 
 
 def test_output_shape():

@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from treadmill.constants import BOS_ID, PAD_ID
-from treadmill.models import RNNSeq2Seq, RNNSeq2SeqConfig, Seq2SeqModel, build_model, map_tensors
+from treadmill.models import (
+    RNNSeq2Seq,
+    RNNSeq2SeqConfig,
+    Seq2SeqModel,
+    build_model,
+    map_tensors,
+    rnn_seq2seq,
+)
 from treadmill.nn import BahdanauAttention, LuongAttention
 
 SRC_V, TGT_V, E, HID = 17, 13, 6, 8
@@ -17,9 +24,9 @@ VARIANTS = list(itertools.product(CELLS, ATTENTIONS))
 
 
 def _model(cell: str, attention: str | None, **kw) -> RNNSeq2Seq:
-    args = dict(embed_dim=E, hidden_dim=HID, num_layers=2, cell=cell, attention=attention)
+    args = dict(embed_dim=E, hidden_dim=HID, n_layers=2, cell=cell, attention=attention)
     args.update(kw)
-    return RNNSeq2Seq(SRC_V, TGT_V, **args).eval()
+    return RNNSeq2Seq(RNNSeq2SeqConfig(SRC_V, TGT_V, **args)).eval()
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,7 +150,7 @@ def _gru(input_dim: int, hidden: int) -> int:
 
 @pytest.mark.parametrize("cell,attention", VARIANTS)
 def test_parameter_count_matches_hand_count(cell: str, attention: str | None) -> None:
-    model = RNNSeq2Seq(SRC_V, TGT_V, E, HID, num_layers=2, cell=cell, attention=attention)
+    model = rnn_seq2seq(SRC_V, TGT_V, embed_dim=E, hidden_dim=HID, n_layers=2, cell=cell, attention=attention)
     rnn = _lstm if cell == "lstm" else _gru
     half = HID // 2  # each encoder direction has hidden_dim / 2
     encoder = SRC_V * E + 2 * (rnn(E, half) + rnn(2 * half, half))  # 2 directions x 2 layers

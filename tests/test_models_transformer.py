@@ -11,6 +11,7 @@ from treadmill.models import (
     TransformerSeq2SeqConfig,
     build_model,
     map_tensors,
+    transformer_seq2seq,
 )
 
 SRC_V, TGT_V, D, H, FF = 23, 19, 16, 4, 32
@@ -28,7 +29,7 @@ def _model(positional: str = "sinusoidal", **kw) -> TransformerSeq2Seq:
         max_len=32,
     )
     args.update(kw)
-    return TransformerSeq2Seq(SRC_V, TGT_V, **args).eval()
+    return TransformerSeq2Seq(TransformerSeq2SeqConfig(SRC_V, TGT_V, **args)).eval()
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,7 +110,7 @@ def test_cache_reordered_by_index_select_matches_reordered_batch() -> None:
     order = torch.tensor([2, 0, 0])
     pick = lambda t: t.index_select(0, order)  # noqa: E731
     logits, _ = model.decode(
-        tgt[order, :4], pick(memory), src_mask[order], map_tensors(pick, cache)
+        tgt[order, :4], map_tensors(pick, memory), src_mask[order], map_tensors(pick, cache)
     )
     expected = model(src[order], tgt[order, :4], src_mask[order])[:, -1:]
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
@@ -168,7 +169,7 @@ def _hand_count(
 )
 def test_parameter_count_matches_hand_count(kw: dict) -> None:
     src_v = TGT_V if kw.get("share_vocab") else SRC_V
-    model = TransformerSeq2Seq(
+    model = transformer_seq2seq(
         src_v,
         TGT_V,
         d_model=D,
@@ -195,7 +196,7 @@ def test_parameter_count_matches_hand_count(kw: dict) -> None:
 
 
 def test_initialisation_and_tying() -> None:
-    model = TransformerSeq2Seq(500, 400, d_model=64, n_heads=4, d_ff=128)
+    model = transformer_seq2seq(500, 400, d_model=64, n_heads=4, d_ff=128)
     assert model.output_proj.weight is model.tgt_embedding.weight
     assert torch.equal(model.src_embedding.weight[PAD_ID], torch.zeros(64))
     std = model.src_embedding.weight[1:].std().item()
@@ -206,7 +207,7 @@ def test_initialisation_and_tying() -> None:
     assert w.abs().max() <= (6 / (64 + 128)) ** 0.5
     assert w.abs().max() > 0.9 * (6 / (64 + 128)) ** 0.5
     assert torch.equal(model.encoder.blocks[0].feed_forward.w1.bias, torch.zeros(128))
-    shared = TransformerSeq2Seq(50, 50, d_model=16, n_heads=2, d_ff=32, share_vocab=True)
+    shared = transformer_seq2seq(50, 50, d_model=16, n_heads=2, d_ff=32, share_vocab=True)
     assert shared.src_embedding is shared.tgt_embedding
 
 
@@ -236,7 +237,7 @@ def test_registry_builds_from_dict_and_rejects_unknown_keys() -> None:
     )
     model = build_model("transformer", cfg)
     assert isinstance(model, TransformerSeq2Seq) and model.config.positional == "learned"
-    again = TransformerSeq2Seq.from_config(model.config)
+    again = TransformerSeq2Seq(model.config)
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="Did you mean 'n_heads'"):
         build_model("transformer", {**cfg, "n_head": 2})

@@ -10,7 +10,7 @@ from copy_task import copy_batches
 from treadmill import OptimizerConfig, TrainingConfig
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
 from treadmill.decoding import GenerationOutput
-from treadmill.models import GPT, GPTConfig, TransformerSeq2Seq
+from treadmill.models import GPT, GPTConfig, transformer_seq2seq
 from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer, evaluation, strip_target
 from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig, SequenceLevelTrainer
 
@@ -19,7 +19,7 @@ VOCAB = 12  # copy_task's default
 
 def transformer():
     torch.manual_seed(0)
-    return TransformerSeq2Seq(
+    return transformer_seq2seq(
         VOCAB,
         VOCAB,
         d_model=32,

@@ -76,13 +76,13 @@ class ModelSection:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from treadmill.models.registry import MODELS, canonical_fields
+        from treadmill.models.registry import MODELS, canonical_config
 
         if self.name not in MODELS:
             raise RunConfigError(
                 f"model.name={self.name!r} is not a model.{closest_hint(self.name, MODELS)} Valid: {', '.join(sorted(MODELS))}."
             )
-        self.fields = canonical_fields(self.name, self.fields)  # old field names of runs trained before
+        self.fields = canonical_config(self.name, self.fields)  # old field names of runs trained before
 
     def config_class(self) -> type:
         """The model config dataclass of this family."""

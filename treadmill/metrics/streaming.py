@@ -1,10 +1,10 @@
 """Streaming accumulator of free-running seq2seq metrics, updated batch by batch.
 
 Memory is O(1) in the number of sentences: per batch we reduce each sentence to integer sums
-(matches, edits, lengths) and to sacrebleu's sufficient statistics (BLEU: hypothesis/reference
-lengths and n-gram matches/totals; chrF: hypothesis/reference/match n-gram counts per order),
-which are additive over a corpus; `compute()` turns the sums into scores exactly as
-sacrebleu's `corpus_score` would on all the strings at once.
+(matches, edits, lengths) and to sufficient statistics (BLEU: hypothesis/reference lengths and
+n-gram matches/totals, from sacrebleu's public API; chrF: hypothesis/reference/match n-gram counts
+per order, from treadmill.metrics.chrf), which are additive over a corpus; `compute()` turns the
+sums into scores exactly as sacrebleu's `corpus_score` would on all the strings at once.
 
 Two views of every hypothesis and reference:
 * units: the token sequence (the ids/symbols given, or `text.split()` for strings). Exact match,
@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal, get_args
 
-from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics import BLEU
 
+from treadmill.metrics.chrf import chrf_from_statistics, corpus_chrf_statistics
 from treadmill.metrics.text import (
     _as_list,
     _reference_lists,
     best_reference,
-    reference_streams,
 )
 
 __all__ = ["Seq2SeqMetrics", "WER_UNITS", "WerUnit", "check_wer_unit"]
@@ -88,17 +88,16 @@ class Seq2SeqMetrics:
         self.bleu_tokenize = bleu_tokenize
         self.lowercase = lowercase
         self.smooth_method = smooth_method
-        self._chrf = CHRF(
-            char_order=chrf_char_order, word_order=chrf_word_order, beta=chrf_beta,
-            lowercase=lowercase,
-        )  # fmt: skip
+        self.chrf_char_order = chrf_char_order
+        self.chrf_word_order = chrf_word_order
+        self.chrf_beta = chrf_beta
         self.reset()
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
         self._counts = dict.fromkeys(_COUNT_KEYS, 0)
         self._bleu_stats = [0] * (2 + 2 * _BLEU_ORDER)
-        self._chrf_stats = [0] * (3 * self._chrf.order)
+        self._chrf_stats = [0] * (3 * (self.chrf_char_order + self.chrf_word_order))
         self._mode: str | None = None
         # Built on the first update, once the input kind (text or tokens) picks its tokenizer.
         self._bleu: BLEU | None = None
@@ -182,14 +181,16 @@ class Seq2SeqMetrics:
             self._bleu_stats = [
                 a + b for a, b in zip(self._bleu_stats, sentence_stats, strict=True)
             ]
-        # chrF has no public per-sentence statistics; `_extract_corpus_statistics` is what
-        # sacrebleu's own corpus_score and significance tests use (tests pin the equality).
-        streams = reference_streams(hyp_texts, ref_text_lists)
-        chrf_stats = self._chrf._extract_corpus_statistics(hyp_texts, streams)  # type: ignore[arg-type]
-        for sentence_stats in chrf_stats:
-            self._chrf_stats = [
-                a + b for a, b in zip(self._chrf_stats, sentence_stats, strict=True)
-            ]
+        # sacrebleu has no public per-sentence chrF statistics: ours match its CHRF() (tested).
+        chrf_stats = corpus_chrf_statistics(
+            hyp_texts,
+            ref_text_lists,
+            char_order=self.chrf_char_order,
+            word_order=self.chrf_word_order,
+            beta=self.chrf_beta,
+            lowercase=self.lowercase,
+        )
+        self._chrf_stats = [a + b for a, b in zip(self._chrf_stats, chrf_stats, strict=True)]
 
     def compute(self) -> dict[str, float]:
         """Return the corpus metrics accumulated so far (see the class docstring for keys)."""
@@ -211,7 +212,7 @@ class Seq2SeqMetrics:
             "sequence_accuracy": exact,
             "token_accuracy": _ratio(counts["token_matches"], counts["token_positions"], empty=1.0),
             "bleu": float(bleu),
-            "chrf": float(self._chrf._compute_score_from_stats(self._chrf_stats).score),
+            "chrf": chrf_from_statistics(self._chrf_stats, self.chrf_beta),
             "wer": 1.0 - exact if self.wer_unit == "sequence"
             else _ratio(counts["word_edits"], counts["ref_words"], empty=0.0),
             "per": _ratio(counts["token_edits"], counts["ref_tokens"], empty=0.0),

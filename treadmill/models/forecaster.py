@@ -19,7 +19,7 @@ class ForecasterConfig:
     horizon: int
     n_features: int = 1
     hidden_dim: int = 64
-    num_layers: int = 2
+    n_layers: int = 2
     dropout: float = 0.1
     # "none": use the values as given. "mean": subtract each window's mean and add it back to
     # the forecast. "meanstd": also divide by the window's std (reversible instance
@@ -48,9 +48,9 @@ class Forecaster(nn.Module):
         self.gru = nn.GRU(
             config.n_features,
             config.hidden_dim,
-            config.num_layers,
+            config.n_layers,
             batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            dropout=config.dropout if config.n_layers > 1 else 0.0,
         )
         self.head = nn.Sequential(
             nn.Linear(config.hidden_dim, config.hidden_dim),
@@ -62,11 +62,6 @@ class Forecaster(nn.Module):
             config.context_len * config.n_features, config.horizon * config.n_features
         )
 
-    @classmethod
-    def from_config(cls, config: ForecasterConfig) -> Forecaster:
-        """Build from a config."""
-        return cls(config)
-
     def forward(self, src: Tensor) -> Tensor:
         """(batch, context_len, n_features) past values -> (batch, horizon, n_features) forecasts."""
         batch = src.size(0)
@@ -75,7 +70,7 @@ class Forecaster(nn.Module):
             level = src.mean(dim=1, keepdim=True)
             scale = src.std(dim=1, keepdim=True).clamp_min(1e-3) if norm == "meanstd" else None
             src = src - level if scale is None else (src - level) / scale
-        _, hidden = self.gru(src)  # hidden: (num_layers, batch, hidden_dim)
+        _, hidden = self.gru(src)  # hidden: (n_layers, batch, hidden_dim)
         out = self.head(hidden[-1]) + self.skip(
             src.reshape(batch, -1)
         )  # (batch, horizon * n_features)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from treadmill.models._checks import check_choice, check_dropout, check_positive
+from treadmill.models._checks import check_choice, check_dropout, check_positive, config_error
 from treadmill.models.transformer_seq2seq import POSITIONALS
 from treadmill.nn.feedforward import ACTIVATIONS, FeedForward
 from treadmill.nn.masks import causal_mask, positions_from_padding_mask
@@ -67,17 +67,14 @@ class GPTConfig:
         check_choice(owner, "positional", self.positional, POSITIONALS)
         check_choice(owner, "activation", self.activation, ACTIVATIONS)
         if self.d_model % self.n_heads:
-            raise ValueError(
-                f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}."
-            )
+            raise config_error(
+                f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}.", "n_heads")
         if self.positional == "rope" and (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"{owner}: positional='rope' needs an even head_dim (d_model/n_heads)."
-            )
+            raise config_error(
+                f"{owner}: positional='rope' needs an even head_dim (d_model/n_heads).", "n_heads")
         if not 0 <= self.prefix_len <= self.max_len:
-            raise ValueError(
-                f"{owner}.prefix_len={self.prefix_len} must be in [0, max_len={self.max_len}]."
-            )
+            raise config_error(
+                f"{owner}.prefix_len={self.prefix_len} must be in [0, max_len={self.max_len}].", "prefix_len")
 
 
 class GPT(nn.Module):
@@ -118,11 +115,6 @@ class GPT(nn.Module):
         self._init_weights()
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
-
-    @classmethod
-    def from_config(cls, cfg: GPTConfig) -> GPT:
-        """Build from a GPTConfig."""
-        return cls(cfg)
 
     def _init_weights(self) -> None:
         """GPT-2 init: N(0, 0.02), zero biases, residual projections N(0, 0.02 / sqrt(2 n_layers))."""

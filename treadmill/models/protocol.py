@@ -3,6 +3,11 @@
 Models do not inherit from anything: any object with these attributes and methods works with
 ``treadmill.decoding.generate()``. Batch is dim 0 of every tensor in ``memory`` and ``cache``,
 so ``map_tensors(lambda t: t.index_select(0, index), cache)`` reorders beams.
+
+``src_padding_mask`` (batch, src_len) bool is True at padding. None means "derive it from PAD"
+(``treadmill.constants.PAD_ID``): ``forward`` and ``encode`` then treat the source's PAD tokens
+as padding, and ``decode`` uses the mask ``encode`` used (the library's models keep it in
+``memory["padding_mask"]``). A mask that is given always wins over the derived one.
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ class Seq2SeqModel(Protocol):
         src_padding_mask: Tensor | None = None,
         tgt_padding_mask: Tensor | None = None,
     ) -> Tensor:
-        """Logits (batch, tgt_len, tgt_vocab) for teacher forcing."""
+        """Logits (batch, tgt_len, tgt_vocab) for teacher forcing; mask None: derived from PAD."""
         ...
 
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> Any:
-        """Memory for the decoder: a tensor or a dict/tuple of tensors, batch first."""
+        """Memory for the decoder (tensors, batch first); mask None: derived from PAD."""
         ...
 
     def decode(
@@ -43,7 +48,7 @@ class Seq2SeqModel(Protocol):
         cache: Any = None,
         return_attention: bool = False,
     ) -> tuple[Any, ...]:
-        """(logits (batch, T - k, vocab), cache) or (logits, cache, attention) for the whole prefix."""
+        """(logits (batch, T - k, vocab), cache) or (logits, cache, attention); mask None: encode's."""
         ...
 
 

@@ -3,6 +3,14 @@
     build_model("transformer", {"src_vocab_size": 100, "tgt_vocab_size": 100, "d_model": 128})
 
 Unknown names and unknown config keys raise ValueError naming the closest valid one.
+
+Old key names still load (YAML configs and run directories written before the rename):
+``CONFIG_ALIASES`` maps each family's old name to its canonical one. ``canonical_config`` rewrites
+a mapping; when both names are given the canonical one wins and the old one is dropped.
+
+    family        old name     canonical name
+    rnn           num_layers   n_layers
+    forecaster    num_layers   n_layers
 """
 
 from __future__ import annotations
@@ -19,20 +27,23 @@ from treadmill.models.gpt import GPT, GPTConfig
 from treadmill.models.rnn_seq2seq import RNNSeq2Seq, RNNSeq2SeqConfig
 from treadmill.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
 
-__all__ = ["MODELS", "build_model", "canonical_fields", "config_class"]
+__all__ = ["CONFIG_ALIASES", "MODELS", "build_model", "canonical_config", "config_class"]
 
-# name -> (config dataclass, builder from a config)
+# name -> (config dataclass, model class built from one config)
 MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
-    "transformer": (TransformerSeq2SeqConfig, TransformerSeq2Seq.from_config),
-    "rnn": (RNNSeq2SeqConfig, RNNSeq2Seq.from_config),
-    "gpt": (GPTConfig, GPT.from_config),
-    "forecaster": (ForecasterConfig, Forecaster.from_config),
+    "transformer": (TransformerSeq2SeqConfig, TransformerSeq2Seq),
+    "rnn": (RNNSeq2SeqConfig, RNNSeq2Seq),
+    "gpt": (GPTConfig, GPT),
+    "forecaster": (ForecasterConfig, Forecaster),
 }
 
-
-def canonical_fields(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """`fields` of model `name` with any older field name replaced by today's."""
-    return dict(fields)
+# name -> {old key: canonical key}: the one table of renamed config fields.
+CONFIG_ALIASES: dict[str, dict[str, str]] = {
+    "transformer": {},
+    "rnn": {"num_layers": "n_layers"},
+    "gpt": {},
+    "forecaster": {"num_layers": "n_layers"},
+}
 
 
 def config_class(name: str) -> type:
@@ -44,9 +55,23 @@ def config_class(name: str) -> type:
     return MODELS[name][0]
 
 
+def canonical_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with old key names of model `name` renamed to canonical ones (canonical wins)."""
+    config_class(name)  # unknown names fail here, with the hint
+    aliases = CONFIG_ALIASES.get(name, {})
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        canonical = aliases.get(key, key)
+        if canonical != key and canonical in config:
+            continue  # both spellings given: the canonical value wins
+        out[canonical] = value
+    return out
+
+
 def build_model(name: str, config: Mapping[str, Any]) -> nn.Module:
-    """The model called `name` ("transformer", "rnn", "gpt") built from a dict of config fields."""
+    """The model called `name` ("transformer", "rnn", "gpt", "forecaster") from a dict of fields."""
     cfg_cls = config_class(name)
+    config = canonical_config(name, config)
     fields = {f.name for f in dataclasses.fields(cfg_cls)}
     for key in config:
         if key not in fields:
@@ -61,4 +86,4 @@ def build_model(name: str, config: Mapping[str, Any]) -> nn.Module:
     ]
     if required:
         raise ValueError(f"The {name!r} model config is missing required keys {required}.")
-    return MODELS[name][1](cfg_cls(**dict(config)))
+    return MODELS[name][1](cfg_cls(**config))

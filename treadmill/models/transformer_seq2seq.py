@@ -2,8 +2,11 @@
 
 Axis legend: B batch, S source length, T target length, D d_model, V vocabulary.
 
-    src (B, S) -> embed*sqrt(D) + pos -> dropout -> Encoder -> memory (B, S, D)
+    src (B, S) -> embed*sqrt(D) + pos -> dropout -> Encoder -> memory["outputs"] (B, S, D)
     tgt (B, T) -> embed*sqrt(D) + pos -> dropout -> Decoder(causal, cross to memory) -> logits (B, T, V)
+
+Memory (``encode``): ``{"outputs": (B, S, D), "padding_mask": (B, S) bool}``, the mask encode used
+(given, or ``src == PAD`` when None), so that ``decode`` hides the same positions.
 
 Cache (``decode``): a list with one dict per decoder layer, ``{"self": {"k", "v"}, "cross":
 {"k", "v"}}``, tensors (B, n_heads, len, head_dim). Cross-attention keys/values are computed at
@@ -13,14 +16,20 @@ the first ``decode`` call for a source and reused.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from treadmill.constants import PAD_ID
-from treadmill.models._checks import check_choice, check_dropout, check_positive
+from treadmill.models._checks import (
+    check_choice,
+    check_config,
+    check_dropout,
+    check_positive,
+    config_error,
+)
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.positional import (
     LearnedPositionalEmbedding,
@@ -29,7 +38,7 @@ from treadmill.nn.positional import (
 )
 from treadmill.nn.transformer import Decoder, Encoder, LayerCache, decoder_block, encoder_block
 
-__all__ = ["TransformerSeq2Seq", "TransformerSeq2SeqConfig", "POSITIONALS"]
+__all__ = ["TransformerSeq2Seq", "TransformerSeq2SeqConfig", "POSITIONALS", "source_padding_mask"]
 
 POSITIONALS = ("sinusoidal", "learned", "rope")
 
@@ -80,21 +89,18 @@ class TransformerSeq2SeqConfig:
         check_choice(owner, "positional", self.positional, POSITIONALS)
         check_choice(owner, "activation", self.activation, ACTIVATIONS)
         if self.d_model % self.n_heads:
-            raise ValueError(
-                f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}."
-            )
+            raise config_error(
+                f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}.", "n_heads")
         if self.positional == "rope" and (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"{owner}: positional='rope' needs an even head_dim (d_model/n_heads)."
-            )
+            raise config_error(
+                f"{owner}: positional='rope' needs an even head_dim (d_model/n_heads).", "n_heads")
         if self.positional == "sinusoidal" and self.d_model % 2:
-            raise ValueError(f"{owner}: positional='sinusoidal' needs an even d_model.")
+            raise config_error(f"{owner}: positional='sinusoidal' needs an even d_model.", "d_model")
         if self.share_vocab and self.src_vocab_size != self.tgt_vocab_size:
-            raise ValueError(
+            raise config_error(
                 f"{owner}: share_vocab=True needs src_vocab_size == tgt_vocab_size; got "
                 f"{self.src_vocab_size} and {self.tgt_vocab_size}. Use one joint vocabulary or "
-                f"share_vocab=False."
-            )
+                f"share_vocab=False.", "share_vocab")
 
 
 def _positional(kind: str, d_model: int, max_len: int) -> nn.Module | None:
@@ -110,84 +116,43 @@ class TransformerSeq2Seq(nn.Module):
 
     is_encoder_decoder = True
 
-    def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        d_model: int = 256,
-        n_heads: int = 4,
-        n_encoder_layers: int = 3,
-        n_decoder_layers: int = 3,
-        d_ff: int = 1024,
-        dropout: float = 0.1,
-        norm_first: bool = True,
-        positional: str = "sinusoidal",
-        tie_embeddings: bool = True,
-        share_vocab: bool = False,
-        max_len: int = 1024,
-        activation: str = "relu",
-        attention_dropout: float = 0.0,
-        activation_dropout: float = 0.0,
-        layer_scale_init: float | None = None,
-    ) -> None:
+    def __init__(self, config: TransformerSeq2SeqConfig) -> None:
         super().__init__()
-        cfg = TransformerSeq2SeqConfig(
-            src_vocab_size,
-            tgt_vocab_size,
-            d_model,
-            n_heads,
-            n_encoder_layers,
-            n_decoder_layers,
-            d_ff,
-            dropout,
-            norm_first,
-            positional,
-            tie_embeddings,
-            share_vocab,
-            max_len,
-            activation,
-            attention_dropout,
-            activation_dropout,
-            layer_scale_init,
-        )
-        self.config = cfg
+        check_config("TransformerSeq2Seq", config, TransformerSeq2SeqConfig, "transformer_seq2seq")
+        self.config = cfg = config
+        d_model, n_heads, norm_first = cfg.d_model, cfg.n_heads, cfg.norm_first
         self.embed_scale = math.sqrt(d_model)
-        self.src_embedding = nn.Embedding(src_vocab_size, d_model, padding_idx=PAD_ID)
+        self.src_embedding = nn.Embedding(cfg.src_vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embedding = (
             self.src_embedding
-            if share_vocab
-            else nn.Embedding(tgt_vocab_size, d_model, padding_idx=PAD_ID)
+            if cfg.share_vocab
+            else nn.Embedding(cfg.tgt_vocab_size, d_model, padding_idx=PAD_ID)
         )
-        self.src_positions = _positional(positional, d_model, max_len)
-        self.tgt_positions = _positional(positional, d_model, max_len)
-        rotary = RotaryEmbedding(d_model // n_heads, max_len) if positional == "rope" else None
-        self.dropout = nn.Dropout(dropout)
+        self.src_positions = _positional(cfg.positional, d_model, cfg.max_len)
+        self.tgt_positions = _positional(cfg.positional, d_model, cfg.max_len)
+        rotary = RotaryEmbedding(d_model // n_heads, cfg.max_len) if cfg.positional == "rope" else None
+        self.dropout = nn.Dropout(cfg.dropout)
         block_args: dict[str, Any] = dict(
-            dropout=dropout,
-            activation=activation,
+            dropout=cfg.dropout,
+            activation=cfg.activation,
             norm_first=norm_first,
-            layer_scale_init=layer_scale_init,
-            attention_dropout=attention_dropout,
-            activation_dropout=activation_dropout,
+            layer_scale_init=cfg.layer_scale_init,
+            attention_dropout=cfg.attention_dropout,
+            activation_dropout=cfg.activation_dropout,
             rotary=rotary,
         )
         self.encoder = Encoder(
-            [encoder_block(d_model, n_heads, d_ff, **block_args) for _ in range(n_encoder_layers)],
+            [encoder_block(d_model, n_heads, cfg.d_ff, **block_args) for _ in range(cfg.n_encoder_layers)],
             nn.LayerNorm(d_model) if norm_first else None,
         )
         self.decoder = Decoder(
-            [decoder_block(d_model, n_heads, d_ff, **block_args) for _ in range(n_decoder_layers)],
+            [decoder_block(d_model, n_heads, cfg.d_ff, **block_args) for _ in range(cfg.n_decoder_layers)],
             nn.LayerNorm(d_model) if norm_first else None,
         )
-        self.output_proj = nn.Linear(d_model, tgt_vocab_size, bias=False)
+        self.output_proj = nn.Linear(d_model, cfg.tgt_vocab_size, bias=False)
         self._init_weights()
-        if tie_embeddings:
+        if cfg.tie_embeddings:
             self.output_proj.weight = self.tgt_embedding.weight
-
-    @classmethod
-    def from_config(cls, cfg: TransformerSeq2SeqConfig) -> TransformerSeq2Seq:
-        """Build from a TransformerSeq2SeqConfig."""
-        return cls(**asdict(cfg))
 
     def _init_weights(self) -> None:
         """Xavier-uniform linears (zero biases); embeddings N(0, d_model**-0.5) with a zero PAD row."""
@@ -217,31 +182,38 @@ class TransformerSeq2Seq(nn.Module):
             x = x + pos(torch.arange(start, end, device=tokens.device))
         return self.dropout(x)
 
-    def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
-        """src (B, S), src_padding_mask (B, S) True = pad (None = no padding) -> memory (B, S, D)."""
+    def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> dict[str, Tensor]:
+        """src (B, S), mask (B, S) True = pad (None: src == PAD) -> {"outputs" (B, S, D), "padding_mask"}."""
+        mask = source_padding_mask(src, src_padding_mask)
         x = self._embed(src, self.src_embedding, self.src_positions, 0)
-        return self.encoder(x, padding_mask=src_padding_mask)
+        # The mask travels with the memory so that decode(..., src_padding_mask=None) still hides
+        # the PAD positions encode hid (decode never sees the source tokens).
+        return {"outputs": self.encoder(x, padding_mask=mask), "padding_mask": mask}
 
     def decode(
         self,
         tgt_prefix: Tensor,
-        memory: Tensor,
+        memory: dict[str, Tensor],
         src_padding_mask: Tensor | None = None,
         cache: list[LayerCache] | None = None,
         return_attention: bool = False,
     ) -> tuple[Any, ...]:
-        """Logits (B, T - k, V) for the prefix (B, T) given a cache of k positions; see the protocol."""
+        """Logits (B, T - k, V) for the prefix (B, T) given a cache of k positions; see the protocol.
+
+        ``src_padding_mask`` None uses the mask ``encode`` stored in ``memory``.
+        """
         past = 0 if cache is None else cache[0]["self"]["k"].shape[2]
         if past >= tgt_prefix.shape[1]:
             raise ValueError(
                 f"TransformerSeq2Seq.decode: the cache already holds {past} positions but "
                 f"tgt_prefix has {tgt_prefix.shape[1]}; pass the whole prefix including the new token."
             )
+        mask = memory["padding_mask"] if src_padding_mask is None else src_padding_mask
         x = self._embed(tgt_prefix[:, past:], self.tgt_embedding, self.tgt_positions, past)
         out = self.decoder(
             x,
-            memory,
-            memory_padding_mask=src_padding_mask,
+            memory["outputs"],
+            memory_padding_mask=mask,
             is_causal=True,
             cache=cache,
             use_cache=True,
@@ -259,12 +231,18 @@ class TransformerSeq2Seq(nn.Module):
     ) -> Tensor:
         """Teacher forcing: logits (B, T, V) for tgt_in (B, T) starting with BOS.
 
-        ``tgt_padding_mask`` is accepted for the protocol but not needed: targets are right-padded
-        and the causal mask already keeps pads from reaching real positions.
+        ``src_padding_mask`` None masks the source's PAD tokens. ``tgt_padding_mask`` is accepted
+        for the protocol but not needed: targets are right-padded and the causal mask already keeps
+        pads from reaching real positions.
         """
         memory = self.encode(src, src_padding_mask)
         x = self._embed(tgt_in, self.tgt_embedding, self.tgt_positions, 0)
         hidden = self.decoder(
-            x, memory, memory_padding_mask=src_padding_mask, is_causal=True
+            x, memory["outputs"], memory_padding_mask=memory["padding_mask"], is_causal=True
         ).hidden
         return self.output_proj(hidden)
+
+
+def source_padding_mask(src: Tensor, src_padding_mask: Tensor | None) -> Tensor:
+    """The mask given, or (B, S) True where src is PAD: the protocol's meaning of None."""
+    return src.eq(PAD_ID) if src_padding_mask is None else src_padding_mask
