@@ -291,6 +291,10 @@ def test_overrides_may_follow_options():
     assert args.run_dir == "out" and args.overrides == ["model.d_model=8", "training.epochs=3"]
     with pytest.raises(SystemExit):
         _parse(["train", "c.yaml", "--run-dir", "out", "--no-such-flag"])
+    sweep = _parse(["sweep", "c.yaml", "model.d_model=8,16", "--sweep-dir", "out", "training.epochs=3"])
+    assert sweep.sweep_dir == "out" and sweep.grid == ["model.d_model=8,16", "training.epochs=3"]
+    with pytest.raises(SystemExit):
+        _parse(["tasks", "a=b"])  # a command without key=value items
 
 
 def test_an_override_after_run_dir_is_checked_like_any_other(tmp_path):

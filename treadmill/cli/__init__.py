@@ -62,10 +62,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     # overrides that follow it so both orders mean the same run.
     overrides = [item for item in extra if "=" in item and not item.startswith("-")]
     unknown = [item for item in extra if item not in overrides]
-    if unknown or (overrides and not hasattr(args, "overrides")):
+    # the command's list of key=value items: a run's overrides, or a sweep's grid
+    target = next((name for name in ("overrides", "grid") if hasattr(args, name)), None)
+    if unknown or (overrides and target is None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if overrides:
-        args.overrides = list(args.overrides) + overrides
+        setattr(args, target, list(getattr(args, target)) + overrides)  # type: ignore[arg-type]
     return args
 
 
