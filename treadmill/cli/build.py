@@ -76,7 +76,7 @@ def build_callbacks(config: RunConfig, log_dir: Path | None) -> list[Callback]:
         from treadmill.callbacks.diagnostics import Diagnostics
 
         # An empty watch list keeps Diagnostics' default, which a model without an encoder skips.
-        watch = {"watch": tuple(diagnostics.watch)} if diagnostics.watch else {}
+        watch: dict[str, Any] = {"watch": tuple(diagnostics.watch)} if diagnostics.watch else {}
         callbacks.append(Diagnostics(every_n_steps=diagnostics.every_n_steps, **watch))
         callbacks.append(HealthMonitor(on_alarm=diagnostics.on_alarm))
     return callbacks

@@ -218,7 +218,7 @@ def read_yaml(path: Path, what: str) -> dict[str, Any]:
         raise RunConfigError(f"Cannot read {what} '{path}': {err}") from err
     if not isinstance(raw, dict):
         raise RunConfigError(f"{what.capitalize()} '{path}' must hold a mapping of sections (task, model, training, ...).")
-    return raw
+    return {str(key): value for key, value in raw.items()}
 
 
 def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:

@@ -100,7 +100,8 @@ def decode_split(config: RunConfig, task: Any, trainer: Any, split: str, loader:
         writer.writerow(["source", "reference", "hypothesis", "score", "rank"])
 
     def record(batch: DecodedBatch) -> None:
-        for row, hypotheses, scores, group in zip(batch.rows, batch.hypotheses, batch.scores, batch.references, strict=True):
+        references = batch.references or [[] for _ in batch.rows]  # task splits always have targets
+        for row, hypotheses, scores, group in zip(batch.rows, batch.hypotheses, batch.scores, references, strict=True):
             source, reference = dataset.pairs[row]
             texts = [decode(h) for h in hypotheses] or [""]
             if writer:

@@ -118,7 +118,7 @@ class Seq2SeqTrainer(Trainer):
         *,
         seq2seq: Seq2SeqConfig | None = None,
         detokenize: Callable[[list[int]], str] | None = None,
-        references: Callable[[dict[str, Any]], list[list[Any]]] | None = None,
+        references: Callable[[Mapping[str, Any]], list[list[list[int]]]] | None = None,
         wer_unit: WerUnit = "word",
     ) -> None:
         check_wer_unit(wer_unit, "Seq2SeqTrainer")  # before the model moves or the process group forms
@@ -249,7 +249,7 @@ class Seq2SeqTrainer(Trainer):
     def generate_batch(self, batch: Mapping[str, Tensor], **overrides: Any) -> list[list[int]]:
         """Free-running outputs (token ids, no BOS/EOS) for a batch's sources."""
         output = generate_for_batch(self.model, batch, **{**self.seq2seq.generation, **overrides})
-        return [list(seq) for seq in output.sequences]
+        return [list(seq) for seq in output.sequences]  # type: ignore[arg-type]  # n-best lists when asked for
 
     def decode_metrics(
         self, loader: Iterable[Any], max_batches: int | None = None
