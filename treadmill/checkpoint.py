@@ -2,7 +2,8 @@
 and restoring a Trainer from a training state so training continues exactly.
 
 Files are written to a temporary file in the target directory, flushed to disk, then renamed over
-the destination, so a crash mid-write never leaves a corrupt checkpoint. Loading never unpickles
+the destination, so a crash mid-write never leaves a corrupt checkpoint (the file operations and the
+last.pt rotation are in `treadmill.training.rotation`). Loading never unpickles
 arbitrary code: `torch.load(weights_only=True)` or safetensors.
 
 A training state (`training_state`) holds everything the next step depends on: weights, optimizer,
@@ -26,6 +27,8 @@ import torch
 from torch import nn
 
 from treadmill import __version__
+from treadmill.training.checks import check_finite_weights
+from treadmill.training.rotation import atomic_save, save_rotated
 
 if TYPE_CHECKING:
     from treadmill.trainer import Trainer
@@ -42,6 +45,7 @@ __all__ = [
     "average_checkpoints",
     "training_state",
     "save_last",
+    "save_state",
     "resolve_resume_path",
     "restore_training_state",
     "config_differences",
@@ -61,31 +65,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """torch.save obj to path atomically (temp file in the same directory, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -269,29 +248,65 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
     }
 
 
+def _refuse_non_finite(trainer: Trainer, path: Path) -> None:
+    # On accelerators the loss is checked only at log steps: weights that went NaN since then must
+    # not overwrite a good checkpoint. Every rank checks, so under DDP all raise together.
+    if trainer.config.detect_non_finite:
+        where = f"step {trainer.global_step} (epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch})"
+        check_finite_weights(unwrap_model(trainer.model), where, path)
+
+
+def save_state(trainer: Trainer, path: str | os.PathLike[str]) -> Path:
+    """Write the trainer's full state to path atomically, refusing non-finite weights (main process only)."""
+    _refuse_non_finite(trainer, Path(path))
+    return atomic_save(trainer.state_dict(), path) if trainer.dist.is_main else Path(path)
+
+
 def save_last(trainer: Trainer) -> Path:
     """Write checkpoint_dir/last.pt, keeping `keep_last_checkpoints` older ones as last-1.pt, ..."""
     directory = Path(trainer.config.checkpoint_dir)  # type: ignore[arg-type]
-    last = directory / "last.pt"
-    if trainer.dist.is_main:
-        for index in range(trainer.config.keep_last_checkpoints - 1, 0, -1):
-            older = directory / ("last.pt" if index == 1 else f"last-{index - 1}.pt")
-            if older.exists():
-                older.replace(directory / f"last-{index}.pt")
-    trainer.save_checkpoint(last)
-    return last
+    _refuse_non_finite(trainer, directory / "last.pt")
+    if not trainer.dist.is_main:
+        return directory / "last.pt"
+    return save_rotated(trainer.state_dict(), directory, trainer.config.keep_last_checkpoints)
+
+
+def _rotation_files(directory: Path) -> list[Path]:
+    """last.pt, last-1.pt, last-2.pt, ... as they exist, newest first."""
+    numbered = sorted((int(p.stem[5:]), p) for p in directory.glob("last-*.pt") if p.stem[5:].isdigit())
+    return [p for p in [directory / "last.pt"] if p.exists()] + [p for _, p in numbered]
+
+
+def _newest_resumable(trainer: Trainer) -> tuple[Path, dict[str, Any]] | None:
+    """The newest rotation file that loads as a training state, warning about each one skipped."""
+    if not trainer.config.checkpoint_dir:
+        raise CheckpointError("resume_from='last' needs TrainingConfig.checkpoint_dir to know where to look.")
+    directory = Path(trainer.config.checkpoint_dir)
+    skipped: list[str] = []
+    for path in _rotation_files(directory):
+        try:
+            state = load_checkpoint(path, map_location=trainer.device)
+            if state.get("format") != "treadmill-training-state":
+                raise CheckpointError(f"{path} holds model weights only, not a training state.")
+        except CheckpointError as err:
+            skipped.append(f"skipped {path.name}: {err}")
+            continue
+        if path.name != "last.pt":
+            why = "; ".join(skipped) if skipped else f"{directory / 'last.pt'} is missing"
+            warnings.warn(f"resume_from='last': {why}. Resuming from {path}, the newest complete checkpoint.", stacklevel=4)
+        return path, state
+    if skipped:
+        raise CheckpointError(f"resume_from='last': no usable checkpoint in {directory}: {'; '.join(skipped)}")
+    warnings.warn(f"resume_from='last': no checkpoint at {directory / 'last.pt'} yet; starting from scratch.", stacklevel=4)
+    return None
 
 
 def resolve_resume_path(trainer: Trainer, resume_from: str | Path) -> Path | None:
-    """The checkpoint file for `resume_from`; "last" means checkpoint_dir/last.pt (None if absent)."""
+    """The checkpoint file for `resume_from`; "last" means the newest loadable of checkpoint_dir/last.pt,
+    last-1.pt, ... (None if there is none)."""
     if str(resume_from) == "last":
-        if not trainer.config.checkpoint_dir:
-            raise CheckpointError("resume_from='last' needs TrainingConfig.checkpoint_dir to know where to look.")
-        path = Path(trainer.config.checkpoint_dir) / "last.pt"
-        if not path.exists():
-            warnings.warn(f"resume_from='last': no checkpoint at {path} yet; starting from scratch.", stacklevel=3)
-            return None
-        return path
+        found = _newest_resumable(trainer)
+        return found[0] if found else None
     path = Path(resume_from)
     if path.is_dir():
         path = path / "last.pt"
@@ -313,10 +328,14 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
 
 def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[int, int]:
     """Load everything into the trainer; returns (epoch, batches already done in that epoch)."""
-    path = resolve_resume_path(trainer, resume_from)
-    if path is None:
-        return 0, 0
-    state = load_checkpoint(path, map_location=trainer.device)
+    if str(resume_from) == "last":
+        found = _newest_resumable(trainer)
+        if found is None:
+            return 0, 0
+        path, state = found
+    else:
+        path = resolve_resume_path(trainer, resume_from)  # type: ignore[assignment]
+        state = load_checkpoint(path, map_location=trainer.device)  # type: ignore[arg-type]
     if state.get("format") != "treadmill-training-state":
         raise CheckpointError(f"{path} holds model weights only, not a training state; it cannot be resumed from.")
     load_model_weights(trainer.model, state["model"], source=str(path))

@@ -7,7 +7,8 @@
 | `training/running_means.py` | `RunningMeans`: sample/token-weighted means kept on the device |
 | `training/data_order.py` | per-epoch data order from (seed, epoch); mid-epoch fast-forward for exact resume |
 | `training/signals.py` | `GracefulStop`: SIGTERM/SIGINT finish the step, save, exit |
-| `training/checks.py` | embedding-range and non-finite checks that name the culprit module |
+| `training/checks.py` | embedding-range and non-finite checks (loss; weights before a checkpoint) that name the culprit |
+| `training/rotation.py` | crash-safe file writes and the `last.pt` rotation that always leaves a complete `last.pt` |
 | `training/progress.py` | `ProgressReporter`: the loop's progress bar / plain lines and epoch summaries |
 | `training/batches.py` | what the default hooks do with a batch: feed the model, find targets, read (loss, weight) |
 | `training/evaluation.py` | the evaluation and prediction passes behind `Trainer.evaluate` / `Trainer.predict` |

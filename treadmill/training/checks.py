@@ -16,6 +16,7 @@ __all__ = [
     "NonFiniteLossError",
     "check_embedding_inputs",
     "check_finite_loss",
+    "check_finite_weights",
     "diagnose_index_error",
     "first_non_finite_module",
 ]
@@ -26,7 +27,7 @@ class EmbeddingIndexError(IndexError):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss (or the weights about to be checkpointed) became NaN or infinite."""
 
 
 def _source_of(ids: torch.Tensor, batch: Any) -> str | None:
@@ -123,6 +124,22 @@ def check_finite_loss(loss: torch.Tensor, model: nn.Module, run_forward: Callabl
         f"Loss became {float(loss.detach())} at {where}. {found} Try a lower learning rate, warm-up, "
         "max_grad_norm, or check the inputs."
     )
+
+
+def check_finite_weights(model: nn.Module, where: str, target: object) -> None:
+    """Raise NonFiniteLossError naming the NaN/inf weights and buffers, before `target` is written with them."""
+    tensors = [(name, t) for name, t in model.state_dict().items() if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return
+    device = tensors[0][1].device
+    finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in tensors]).tolist()  # one host sync
+    bad = [f"'{name}' ({'nan' if bool(t.isnan().any()) else 'inf'})" for (name, t), ok in zip(tensors, finite, strict=True) if not ok]
+    if bad:
+        raise NonFiniteLossError(
+            f"Weights became non-finite at {where}: {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}. "
+            f"{target} was not written, so the previous checkpoint is kept. Try a lower learning rate, "
+            "warm-up, max_grad_norm, or check the inputs."
+        )
 
 
 def diagnose_index_error(model: nn.Module, batch: Any, run_forward: Callable[[], Any], err: BaseException) -> None:

@@ -1,0 +1,107 @@
+"""Crash-safe checkpoint files: write a temp file, fsync, rename; rotate last.pt -> last-1.pt, ...
+
+`save_rotated` orders its file operations so that a complete `last.pt` exists after every one of
+them: a process killed at any point (kill -9, power cut after the fsyncs) can always be resumed.
+`tests/test_faults.py` kills a save after each operation in turn and resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["atomic_save", "fsync_directory", "save_rotated", "write_temp"]
+
+
+def _discard(tmp: str | Path) -> None:
+    if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def _remove_stale(directory: Path, name: str) -> None:
+    for stale in directory.glob(f".{name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
+
+
+def write_temp(obj: Any, path: Path) -> str:
+    """torch.save obj to a new temp file beside path, flushed and fsynced; returns the temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the renames in directory durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """torch.save obj to path atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    tmp = write_temp(obj, path)
+    try:
+        os.replace(tmp, path)
+        fsync_directory(path.parent)
+    except BaseException:
+        _discard(tmp)
+        raise
+    return path
+
+
+def _duplicate(source: Path, target: Path) -> None:
+    """Give target source's content, leaving source in place: a hard link, else a copy; one rename."""
+    _remove_stale(target.parent, target.name)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def save_rotated(obj: Any, directory: Path, keep: int) -> Path:
+    """Write obj as directory/last.pt, keeping `keep` files in all (last.pt, last-1.pt, ...)."""
+    last = directory / "last.pt"
+    # 1. The new state, complete and fsynced, under a temp name: last.pt is untouched so far.
+    tmp = write_temp(obj, last)
+    try:
+        if keep > 1 and last.exists():
+            # 2. Shift the older files up one (the oldest is overwritten); last.pt stays.
+            for index in range(keep - 1, 1, -1):
+                older = directory / f"last-{index - 1}.pt"
+                if older.exists():
+                    os.replace(older, directory / f"last-{index}.pt")
+            # 3. last-1.pt becomes a second name of the current last.pt, which is not moved.
+            _duplicate(last, directory / "last-1.pt")
+        # 4. One atomic rename: last.pt is the previous state before it and the new one after.
+        os.replace(tmp, last)
+        fsync_directory(directory)
+    except BaseException:
+        _discard(tmp)
+        raise
+    return last
