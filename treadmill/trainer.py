@@ -44,10 +44,10 @@ from torch import nn
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.configured import from_config
 from treadmill.checkpoint import (
-    atomic_save,
     export_weights,
     restore_training_state,
     save_last,
+    save_state,
     training_state,
     unwrap_model,
 )
@@ -209,15 +209,22 @@ class Trainer:
 
     def _run_epochs(self, start_epoch: int, skip_batches: int) -> None:
         try:
+            if self._reached_max_steps():  # resumed from a run that reached this max_steps: nothing to train
+                return
             for epoch in range(start_epoch, self.config.epochs):
                 self.epoch = epoch
                 for cb in self.callbacks:
                     cb.on_epoch_start(self, epoch)
                 metrics = self._train_epoch(epoch, skip_batches)
                 skip_batches = 0
+                # Stopped by max_steps inside the epoch: last.pt keeps the position, before the epoch end.
+                total = batches_in_epoch(self.train_dataloader, self.config.overfit_batches)
+                cut_short = self._reached_max_steps() and (total is None or self.batch_in_epoch < total)
+                if cut_short and self.config.checkpoint_dir and self.config.save_last_model:
+                    save_last(self)
                 if self.val_dataloader is not None and (epoch + 1) % self.config.validation_frequency == 0:
                     metrics.update(self._validate())
-                self._end_epoch(epoch, metrics)
+                self._end_epoch(epoch, metrics, write_last=not cut_short)
                 if self._stop_now(sync=True):
                     break
         except BaseException as exc:
@@ -370,7 +377,7 @@ class Trainer:
         where = f"step {self.global_step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})"
         check_finite_loss(loss, unwrap_model(self.model), lambda: self._forward_pass(batch), where)
 
-    def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+    def _end_epoch(self, epoch: int, metrics: dict[str, float], write_last: bool = True) -> None:
         self._step_scheduler("epoch", metrics)  # after validation: ReduceLROnPlateau needs val_ metrics
         # Full-state saves asked for by on_epoch_end hooks (ModelCheckpoint's .pt files) wait until
         # the epoch is complete, so resuming from them starts the next epoch instead of replaying
@@ -387,7 +394,7 @@ class Trainer:
         self.batch_in_epoch = 0
         for path in deferred:
             self.save_checkpoint(path)
-        if self.config.checkpoint_dir and self.config.save_last_model:
+        if write_last and self.config.checkpoint_dir and self.config.save_last_model:
             save_last(self)
 
     def _record_history(self, metrics: dict[str, float]) -> None:
@@ -461,9 +468,7 @@ class Trainer:
         if self._deferred_saves is not None:  # called from on_epoch_end: written once the epoch ends
             self._deferred_saves.append(Path(path))
             return Path(path)
-        if not self.dist.is_main:
-            return Path(path)
-        return atomic_save(self.state_dict(), path)
+        return save_state(self, path)
 
     def export_weights(self, path: str | Path) -> Path:
         """Write the model's weights as safetensors (on the main process only)."""
