@@ -291,6 +291,8 @@ def test_overrides_may_follow_options():
     assert args.run_dir == "out" and args.overrides == ["model.d_model=8", "training.epochs=3"]
     with pytest.raises(SystemExit):
         _parse(["train", "c.yaml", "--run-dir", "out", "--no-such-flag"])
+    generate = _parse(["generate", "run", "a b", "--set", "beam_size=3", "c d", ""])
+    assert generate.texts == ["a b", "c d", ""] and generate.settings == ["beam_size=3"]
     sweep = _parse(["sweep", "c.yaml", "model.d_model=8,16", "--sweep-dir", "out", "training.epochs=3"])
     assert sweep.sweep_dir == "out" and sweep.grid == ["model.d_model=8,16", "training.epochs=3"]
     with pytest.raises(SystemExit):

@@ -131,3 +131,13 @@ def test_every_example_config_validates(example):
     assert config.task.name and config.model.build_config() is not None
     # what config.yaml holds reads back to the same config
     assert run_config_from_dict(config.to_dict()).to_dict() == config.to_dict()
+
+
+def test_an_old_model_field_name_that_disagrees_with_the_new_one_is_refused():
+    examples = Path(__file__).parents[1] / "examples"
+    config = load_run_config(examples / "reverse_rnn.yaml", ["model.n_layers=1"])
+    assert config.model.build_config().n_layers == 1
+    with pytest.raises(RunConfigError, match=r"model\.num_layers=2 and model\.n_layers=1"):
+        load_run_config(examples / "reverse_rnn.yaml", ["model.num_layers=2"])
+    old_only = run_config_from_dict({"task": {"name": "reverse"}, "model": {"name": "rnn", "num_layers": 2}})
+    assert old_only.model.build_config().n_layers == 2  # run directories trained before the rename

@@ -60,6 +60,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     # argparse stops filling a positional list at the first option; collect the dotted
     # overrides that follow it so both orders mean the same run.
+    if hasattr(args, "texts"):  # generate's inputs may follow its options too
+        args.texts = list(args.texts) + [item for item in extra if not item.startswith("-")]
+        extra = [item for item in extra if item.startswith("-")]
     overrides = [item for item in extra if "=" in item and not item.startswith("-")]
     unknown = [item for item in extra if item not in overrides]
     # the command's list of key=value items: a run's overrides, or a sweep's grid

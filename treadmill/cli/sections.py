@@ -82,6 +82,14 @@ class ModelSection:
             raise RunConfigError(
                 f"model.name={self.name!r} is not a model.{closest_hint(self.name, MODELS)} Valid: {', '.join(sorted(MODELS))}."
             )
+        from treadmill.models.registry import CONFIG_ALIASES
+
+        for old, new in CONFIG_ALIASES.get(self.name, {}).items():
+            if old in self.fields and new in self.fields and self.fields[old] != self.fields[new]:
+                raise RunConfigError(
+                    f"model.{old}={self.fields[old]!r} and model.{new}={self.fields[new]!r} name one field "
+                    f"({old} is its old name): give only model.{new}."
+                )
         self.fields = canonical_config(self.name, self.fields)  # old field names of runs trained before
 
     def config_class(self) -> type:
