@@ -28,6 +28,7 @@ from torch import nn
 
 from treadmill import __version__
 from treadmill.training.checks import check_finite_weights
+from treadmill.training.io_errors import CheckpointError, checkpoint_io
 from treadmill.training.rotation import atomic_save, save_rotated
 
 if TYPE_CHECKING:
@@ -52,10 +53,6 @@ __all__ = [
 ]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model."""
-
-
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The user's module inside DDP / torch.compile wrappers."""
     while True:
@@ -73,22 +70,43 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not path.is_file():
         raise CheckpointError(f"Checkpoint file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return {"model": load_file(str(path), device=str(map_location))}
+        return {"model": _load_safetensors(path, map_location)}
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _is_torch_file(path):  # not a refused object: the bytes are no checkpoint at all
+            raise CheckpointError(
+                f"{str(path)!r} is not a PyTorch checkpoint, or is corrupted: it does not start like a file "
+                "torch.save writes (a zip archive). Point at a last.pt / best.safetensors that training wrote."
+            ) from err
         raise CheckpointError(
             f"Refusing to load {str(path)!r}: it contains Python objects that would need arbitrary "
             "unpickling (code execution), and Treadmill only loads tensors and plain data "
             f"(torch.load weights_only=True). Re-save it as a state dict or safetensors. Detail: {err}"
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"Checkpoint file {str(path)!r} is unreadable or truncated: {err}") from err
     if not isinstance(state, Mapping):
         raise CheckpointError(f"Checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict of state.")
     return dict(state)
+
+
+def _is_torch_file(path: Path) -> bool:
+    """Whether the file starts like torch.save output: a zip archive, or the legacy format's
+    pickled magic number."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head == b"PK\x03\x04" or head == b"\x80\x02\x8a\x0a"
+
+
+def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"Weights file {str(path)!r} is unreadable or truncated: {err}") from err
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -179,14 +197,16 @@ def export_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         seen[ident] = key
         unique[key] = tensor.clone()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
-        save_file(unique, tmp, metadata={"format": "pt", "tied": ",".join(k for k in state if k not in unique)})
-        os.replace(tmp, path)
+        with checkpoint_io(path, what="weights file"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            save_file(unique, tmp, metadata={"format": "pt", "tied": ",".join(k for k in state if k not in unique)})
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
 

@@ -3,6 +3,11 @@
 `save_rotated` orders its file operations so that a complete `last.pt` exists after every one of
 them: a process killed at any point (kill -9, power cut after the fsyncs) can always be resumed.
 `tests/test_faults.py` kills a save after each operation in turn and resumes.
+
+A writer removes only its own temp files: another process may be writing one beside it. What a
+killed writer left is removed by the next holder of the directory's lock
+(`treadmill.training.dir_lock`). An I/O failure is a `CheckpointError` naming the file and the
+cause (`treadmill.training.io_errors`), with the previous checkpoint left as it was.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 
 import torch
 
+from treadmill.training.io_errors import checkpoint_io
+
 __all__ = ["atomic_save", "fsync_directory", "save_rotated", "write_temp"]
 
 
@@ -24,24 +31,19 @@ def _discard(tmp: str | Path) -> None:
         os.remove(tmp)
 
 
-def _remove_stale(directory: Path, name: str) -> None:
-    for stale in directory.glob(f".{name}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-
-
 def write_temp(obj: Any, path: Path) -> str:
     """torch.save obj to a new temp file beside path, flushed and fsynced; returns the temp file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        _discard(tmp)
-        raise
+    with checkpoint_io(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(obj, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            _discard(tmp)
+            raise
     return tmp
 
 
@@ -59,8 +61,9 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     tmp = write_temp(obj, path)
     try:
-        os.replace(tmp, path)
-        fsync_directory(path.parent)
+        with checkpoint_io(path):
+            os.replace(tmp, path)
+            fsync_directory(path.parent)
     except BaseException:
         _discard(tmp)
         raise
@@ -69,7 +72,6 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 def _duplicate(source: Path, target: Path) -> None:
     """Give target source's content, leaving source in place: a hard link, else a copy; one rename."""
-    _remove_stale(target.parent, target.name)
     tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
     try:
         try:
@@ -90,18 +92,25 @@ def save_rotated(obj: Any, directory: Path, keep: int) -> Path:
     # 1. The new state, complete and fsynced, under a temp name: last.pt is untouched so far.
     tmp = write_temp(obj, last)
     try:
-        if keep > 1 and last.exists():
-            # 2. Shift the older files up one (the oldest is overwritten); last.pt stays.
-            for index in range(keep - 1, 1, -1):
-                older = directory / f"last-{index - 1}.pt"
-                if older.exists():
-                    os.replace(older, directory / f"last-{index}.pt")
-            # 3. last-1.pt becomes a second name of the current last.pt, which is not moved.
-            _duplicate(last, directory / "last-1.pt")
-        # 4. One atomic rename: last.pt is the previous state before it and the new one after.
-        os.replace(tmp, last)
-        fsync_directory(directory)
+        with checkpoint_io(last):
+            _rotate_into(tmp, directory, keep)
     except BaseException:
         _discard(tmp)
         raise
     return last
+
+
+def _rotate_into(tmp: str, directory: Path, keep: int) -> None:
+    """Steps 2-4 of save_rotated: shift the kept files, then rename tmp over last.pt."""
+    last = directory / "last.pt"
+    if keep > 1 and last.exists():
+        # 2. Shift the older files up one (the oldest is overwritten); last.pt stays.
+        for index in range(keep - 1, 1, -1):
+            older = directory / f"last-{index - 1}.pt"
+            if older.exists():
+                os.replace(older, directory / f"last-{index}.pt")
+        # 3. last-1.pt becomes a second name of the current last.pt, which is not moved.
+        _duplicate(last, directory / "last-1.pt")
+    # 4. One atomic rename: last.pt is the previous state before it and the new one after.
+    os.replace(tmp, last)
+    fsync_directory(directory)
