@@ -61,7 +61,7 @@ def test_jsonl_with_named_fields_and_char_or_bpe_tokenizers(tmp_path):
     [
         ({}, r"needs task\.options\.train=PATH"),
         ({"train": "data.csv"}, r"data file data\.csv: unknown format '\.csv'"),
-        ({"train": "missing.tsv"}, r"data file missing\.tsv does not exist"),
+        ({"train": "missing.tsv"}, r"data file '.*missing\.tsv' does not exist"),
         ({"tokenizer": "sentencepiece"}, r"task\.options\.tokenizer='sentencepiece' is not a tokenizer"),
         ({"held_out_fraction": 0.7}, r"task\.options\.held_out_fraction must be in \(0, 0\.5\)"),
     ],

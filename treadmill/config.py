@@ -9,13 +9,20 @@ instead of deep inside a training run.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 
-from treadmill.validation import ConfigError, check_range, closest_hint, unknown_key_error
+from treadmill.validation import (
+    ConfigError,
+    check_range,
+    check_type,
+    closest_hint,
+    unknown_key_error,
+)
 
 __all__ = [
     "ConfigError",
@@ -224,6 +231,7 @@ class TrainingConfig:
     detect_non_finite: bool = True
 
     def __post_init__(self) -> None:
+        self._check_types()
         self._check_positive_int("epochs", minimum=1)
         self._check_positive_int("gradient_accumulation_steps", minimum=1)
         self._check_positive_int("validation_frequency", minimum=1)
@@ -260,6 +268,22 @@ class TrainingConfig:
             self.scheduler = SchedulerConfig(**self.scheduler)
         if self.scheduler is not None and not isinstance(self.scheduler, SchedulerConfig):
             raise ConfigError(f"TrainingConfig.scheduler must be a SchedulerConfig or None, got {type(self.scheduler).__name__}.")
+
+    def _check_types(self) -> None:
+        """Flags must be real booleans ("no" is truthy), names strings, checkpoint_dir a path."""
+        for name in ("force_mixed_precision", "save_best_model", "save_last_model", "progress_bar",
+                     "check_embedding_inputs", "detect_non_finite"):
+            check_type(f"TrainingConfig.{name}", getattr(self, name), bool, "true or false")
+        for name in ("device", "monitor", "monitor_mode"):
+            check_type(f"TrainingConfig.{name}", getattr(self, name), str, "a string")
+        if not self.monitor:
+            raise ConfigError("TrainingConfig.monitor must name a metric (e.g. 'val_loss'), got ''.", field="monitor")
+        check_type("TrainingConfig.checkpoint_dir", self.checkpoint_dir, (str, os.PathLike), "a directory path", optional=True)
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
+            if not self.checkpoint_dir:
+                raise ConfigError("TrainingConfig.checkpoint_dir must be a directory path or None, got ''.",
+                                  field="checkpoint_dir")
 
     def _check_positive_int(self, name: str, minimum: int) -> None:
         check_range(f"TrainingConfig.{name}", getattr(self, name), minimum, integer=True)

@@ -36,7 +36,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -51,7 +51,6 @@ from treadmill.checkpoint import (
     training_state,
     unwrap_model,
 )
-from treadmill.config import TrainingConfig
 from treadmill.distributed import (
     all_reduce_sum,
     any_rank,
@@ -77,6 +76,7 @@ from treadmill.training.data_order import (
     first_batches,
     seed_epoch,
 )
+from treadmill.training.dir_lock import DirectoryLock
 from treadmill.training.evaluation import evaluation_means, predict_outputs
 from treadmill.training.optim import build_optimizer, scheduler_for
 from treadmill.training.precision import (
@@ -85,10 +85,19 @@ from treadmill.training.precision import (
     resolve_precision,
     step_optimizer,
 )
+from treadmill.training.preflight import (
+    as_training_config,
+    check_loader_not_empty,
+    check_training_loss,
+    no_batches_error,
+)
 from treadmill.training.progress import ProgressReporter
 from treadmill.training.running_means import RunningMeans
 from treadmill.training.signals import GracefulStop, TrainingInterrupted
 from treadmill.utils import batch_size_of, move_to_device, resolve_device, seed_everything
+
+if TYPE_CHECKING:
+    from treadmill.config import TrainingConfig
 
 __all__ = ["Trainer", "TARGET_KEYS"]
 
@@ -102,14 +111,16 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        config: TrainingConfig | None = None,
+        config: TrainingConfig | Mapping[str, Any] | None = None,
         train_dataloader: Iterable[Any] | None = None,
         val_dataloader: Iterable[Any] | None = None,
         loss_fn: Callable[..., Any] | None = None,
         metric_fns: Mapping[str, Callable[..., Any]] | Sequence[Callable[..., Any]] | None = None,
         callbacks: Sequence[Callback] | None = None,
     ) -> None:
-        self.config = config or TrainingConfig()
+        self.config = as_training_config(config)
+        check_loader_not_empty(train_dataloader, "train_dataloader")
+        check_loader_not_empty(val_dataloader, "val_dataloader")
         if self.config.seed is not None:
             seed_everything(self.config.seed)
         self.device = resolve_device(self.config.device)
@@ -194,13 +205,16 @@ class Trainer:
         """Train for `config.epochs` epochs (or until stopped) and return the history."""
         if self.train_dataloader is None:
             raise ValueError("Trainer.fit needs train_dataloader: a Trainer built without one only evaluates.")
-        start_epoch, skip_batches = restore_training_state(self, resume_from) if resume_from is not None else (self.epoch, 0)
-        self.should_stop = False
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-        self._stop = GracefulStop()
-        with self._stop:
-            self._run_epochs(start_epoch, skip_batches)
+        # One writer per checkpoint directory, checked writable before any work (rank 0 writes).
+        claim = DirectoryLock(self.config.checkpoint_dir) if self.config.checkpoint_dir and self.dist.is_main else contextlib.nullcontext()
+        with claim:
+            start_epoch, skip_batches = restore_training_state(self, resume_from) if resume_from is not None else (self.epoch, 0)
+            self.should_stop = False
+            for cb in self.callbacks:
+                cb.on_train_start(self)
+            self._stop = GracefulStop()
+            with self._stop:
+                self._run_epochs(start_epoch, skip_batches)
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
@@ -254,6 +268,7 @@ class Trainer:
             sync = self.model.no_sync() if self.dist.enabled and not end_of_group else contextlib.nullcontext()  # type: ignore[operator]
             with sync:
                 predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
+                check_training_loss(loss, f"step {self.global_step} (epoch {epoch + 1}, batch {batch_idx})")
                 batch_size = batch_size_of(batch)
                 weight = batch_size if weight is None else weight
                 if config.detect_non_finite and (self.device.type == "cpu" or self._is_log_step()):
@@ -282,6 +297,8 @@ class Trainer:
                 break
         if not isinstance(group_weight, int) or group_weight:
             self._optimizer_step(group_weight if accum > 1 else None)  # loader without len: last partial group
+        if self.batch_in_epoch == 0 and not self._reached_max_steps():
+            raise no_batches_error("train_dataloader", f"yielded no batches in epoch {epoch + 1}")
         return self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
 
     def _forward_and_loss(self, batch: Any, checked: bool) -> tuple[Any, torch.Tensor, Any]:
@@ -449,7 +466,7 @@ class Trainer:
         loader = dataloader if dataloader is not None else self.val_dataloader
         if loader is None:
             raise ValueError("Trainer.evaluate needs a dataloader (none given and no val_dataloader).")
-        running = evaluation_means(self, loader)
+        running = evaluation_means(self, loader, "val_dataloader" if loader is self.val_dataloader else "the evaluation loader")
         reduce = self._all_reduce if self.dist.enabled else None
         return {f"{prefix}{k}": v for k, v in self._derive_metrics(running.compute(reduce)).items()}
 

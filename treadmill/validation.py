@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["ConfigError", "closest_hint", "check_keys", "unknown_key_error", "check_range"]
+__all__ = ["ConfigError", "DataError", "closest_hint", "check_keys", "unknown_key_error", "check_range", "check_type"]
 
 
 class ConfigError(ValueError):
@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class DataError(ValueError):
+    """Bad input data: a file, a line in it, a loader or a batch; the message names which."""
 
 
 def closest_hint(value: Any, options: Iterable[Any]) -> str:
@@ -86,3 +90,16 @@ def check_range(
     raise ConfigError(
         f"{field} must be {'null or ' if optional else ''}{allowed}, got {value!r}.", field=field.rsplit(".", 1)[-1]
     )
+
+
+def check_type(field: str, value: Any, kinds: type | tuple[type, ...], allowed: str, optional: bool = False) -> None:
+    """Raise a ConfigError naming `field` unless `value` is an instance of `kinds` (bools are not ints)."""
+    if optional and value is None:
+        return
+    wanted = kinds if isinstance(kinds, tuple) else (kinds,)
+    ok = isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)
+    if not ok:
+        raise ConfigError(
+            f"{field} must be {'null or ' if optional else ''}{allowed}, got {value!r} ({type(value).__name__}).",
+            field=field.rsplit(".", 1)[-1],
+        )

@@ -76,15 +76,31 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from treadmill.checkpoint import CheckpointError
-    from treadmill.validation import ConfigError
-
     args = _parse(argv)
     try:
         return _module(args.command).run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
-        print(f"treadmill {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"treadmill {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except Exception as err:
+        message = input_error_message(err)
+        if message is None:
+            raise  # a fault of Treadmill, not of the input: the traceback is what a bug report needs
+        print(f"treadmill {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def input_error_message(err: BaseException) -> str | None:
+    """The one-paragraph message for an error caused by the input (config, data, files, disk), or None."""
+    from treadmill.checkpoint import CheckpointError
+    from treadmill.training.io_errors import describe_os_error
+    from treadmill.validation import ConfigError, DataError
+
+    if isinstance(err, (ConfigError, CheckpointError, DataError, FileNotFoundError)):
+        return str(err)
+    if isinstance(err, OSError):
+        where = f" {err.filename!r}" if err.filename else ""
+        return f"cannot use{where}: {describe_os_error(err)}." if where else f"{describe_os_error(err)}: {err}"
+    if isinstance(err, UnicodeError):
+        return f"text that is not valid UTF-8 ({err}). Treadmill reads configs, data and inputs as UTF-8."
+    return None

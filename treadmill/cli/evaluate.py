@@ -16,7 +16,7 @@ from typing import Any
 from treadmill.cli.build import build_loaders, make_trainer, reference_fn
 from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.cli.report import headline, print_samples, spread_rows
-from treadmill.cli.run_dir import load_ensemble, load_run
+from treadmill.cli.run_dir import add_refit_argument, load_ensemble, load_run
 
 __all__ = ["add_parser", "run", "eval_run", "evaluate_splits", "decode_split"]
 
@@ -31,18 +31,22 @@ def add_parser(commands: Any) -> None:
         "--ensemble", action="append", default=[], metavar="OTHER_RUN_DIR",
         help="decode with this run's model too, averaging probabilities (repeatable; same task and tokenizers)",
     )
+    add_refit_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the split's metrics as JSON on the last line."""
-    metrics = eval_run(Path(args.run_dir), args.split, args.overrides, [Path(other) for other in args.ensemble])
+    metrics = eval_run(Path(args.run_dir), args.split, args.overrides, [Path(other) for other in args.ensemble],
+                       refit_tokenizers=args.refit_tokenizers)
     print(json.dumps(metrics, default=float))
     return 0
 
 
-def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Path] | None = None) -> dict[str, Any]:
+def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Path] | None = None,
+             refit_tokenizers: bool = False) -> dict[str, Any]:
     """Metrics of a trained run on one split, or of an ensemble of it with other runs."""
-    loaded = load_ensemble(run_dir, ensemble, overrides) if ensemble else load_run(run_dir, overrides, task=True)
+    loaded = (load_ensemble(run_dir, ensemble, overrides, refit_tokenizers) if ensemble
+              else load_run(run_dir, overrides, task=True, refit_tokenizers=refit_tokenizers))
     config, task = loaded.config, loaded.task
     if split not in task.splits:
         raise RunConfigError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}.")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from treadmill.cli.config import RunConfigError, parse_overrides
-from treadmill.cli.run_dir import LoadedRun, load_run
+from treadmill.cli.run_dir import LoadedRun, add_refit_argument, load_run
 from treadmill.constants import PAD_ID
 
 __all__ = ["add_parser", "run", "generate_lines"]
@@ -29,12 +29,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
                         help="generation setting, e.g. --set strategy=beam --set beam_size=5")
     parser.add_argument("--attention", metavar="PNG", help="write the attention heatmap of the first input")
+    add_refit_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the outputs, one (or num_return_sequences) per input line."""
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    for output in generate_lines(Path(args.run_dir), texts, args.settings, args.attention):
+    texts = args.texts or read_stdin_lines()
+    for output in generate_lines(Path(args.run_dir), texts, args.settings, args.attention,
+                                 refit_tokenizers=args.refit_tokenizers):
         print(output, flush=True)
     return 0
 
@@ -56,11 +58,19 @@ def generation_options(loaded: LoadedRun, settings: list[str]) -> dict[str, Any]
     return options
 
 
-def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attention_png: str | None = None) -> list[str]:
+def read_stdin_lines() -> list[str]:
+    """The lines of standard input, decoded as UTF-8 whatever the locale; a bad byte is named."""
+    from treadmill.data.text_files import decode_utf8
+
+    return decode_utf8(sys.stdin.buffer.read(), "<stdin>").splitlines()
+
+
+def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attention_png: str | None = None,
+                   refit_tokenizers: bool = False) -> list[str]:
     """The output lines for the input texts (see the module docstring for their layout)."""
     from treadmill.seq2seq.evaluation import decode_loader
 
-    loaded = load_run(run_dir)
+    loaded = load_run(run_dir, refit_tokenizers=refit_tokenizers)
     if loaded.kind != "seq2seq":
         raise RunConfigError(f"`treadmill generate` decodes text; run '{run_dir}' is a {loaded.kind} run.")
     options = generation_options(loaded, settings)

@@ -35,7 +35,7 @@ from treadmill.cli.config import (
 from treadmill.distributed import broadcast_module, broadcast_object, is_main_process
 
 __all__ = ["FINETUNE_CHECKPOINTS", "LoadedRun", "checkpoint_dir", "write_run_files", "read_run_config",
-           "load_final_weights", "load_run", "load_ensemble", "check_task_data"]
+           "load_final_weights", "load_run", "add_refit_argument", "load_ensemble", "check_task_data"]
 
 # The sequence-level fine-tuning phase keeps its checkpoints apart from the teacher-forced phase's.
 FINETUNE_CHECKPOINTS = "checkpoints_finetune"
@@ -143,6 +143,37 @@ def _saved_tokenizers(run_dir: Path) -> dict[str, Any]:
     return saved
 
 
+def add_refit_argument(parser: Any) -> None:
+    """The --refit-tokenizers option of the commands that load a run."""
+    parser.add_argument("--refit-tokenizers", action="store_true",
+                        help="fit the tokenizers again on the task's data when the run's tokenizers/ is missing")
+
+
+def _require_saved_tokenizers(run_dir: Path, saved: dict[str, Any]) -> None:
+    """Refuse a run whose tokenizers/ lost a file: refitting them silently could give the model's ids
+    other symbols (and would skip the check that refuses changed data)."""
+    missing = [str(run_dir / "tokenizers" / f"{side}.json") for side in ("src", "tgt") if side not in saved]
+    if missing:
+        raise RunConfigError(
+            f"The run directory '{run_dir}' is missing {', '.join(missing)}: the tokenizers that map the model's "
+            "ids to symbols. Restore them from a copy of the run, or pass --refit-tokenizers to fit them again "
+            "on the task's data (right only if the data and task options are exactly those of training)."
+        )
+
+
+def _task_facts(run_dir: Path) -> dict[str, Any] | None:
+    """task.json's content (None for runs written before it existed), checked."""
+    from treadmill.data.text_files import read_json_file
+
+    path = run_dir / "task.json"
+    if not path.is_file():
+        return None
+    facts = read_json_file(path, "run's task file")
+    if not isinstance(facts, dict) or not isinstance(facts.get("kind"), str):
+        raise RunConfigError(f"'{path}' is not a task file written by `treadmill train`: it needs a 'kind' field.")
+    return facts
+
+
 def check_task_data(run_dir: Path, task: Any) -> None:
     """Refuse a task whose tokenizers, fitted on today's data, differ from the run's saved ones.
 
@@ -178,21 +209,28 @@ def _trained_model(run_dir: Path, config: RunConfig) -> nn.Module:
     return model
 
 
-def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = False) -> LoadedRun:
+def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = False,
+             refit_tokenizers: bool = False) -> LoadedRun:
     """A finished run directory, loaded; with `task`, the task is built too and must encode its
-    data as in training (`check_task_data`)."""
+    data as in training (`check_task_data`). Missing tokenizers are an error unless
+    `refit_tokenizers`, which fits them again on the task's data."""
     from treadmill.cli.build import build_task, resolve_model_sizes
 
     config = read_run_config(run_dir, overrides)
-    facts_path = run_dir / "task.json"
-    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else None
+    facts = _task_facts(run_dir)
+    saved = {} if refit_tokenizers else _saved_tokenizers(run_dir)
+    if facts is not None and "source_layout" in facts and not refit_tokenizers:
+        _require_saved_tokenizers(run_dir, saved)  # the task had tokenizers when it was trained
     built = None
-    if task or facts is None or any(name not in config.model.fields for name in config.model.required_sizes()):
+    if task or refit_tokenizers or facts is None or any(name not in config.model.fields for name in config.model.required_sizes()):
         built = build_task(config)  # runs written before task.json need it for their layout and sizes
-        if task:
+        if built.src_tokenizer is not None and not refit_tokenizers:
+            _require_saved_tokenizers(run_dir, saved)
+        if task and not refit_tokenizers:
             check_task_data(run_dir, built)
         resolve_model_sizes(config, built)
-    saved = _saved_tokenizers(run_dir)
+        if refit_tokenizers:
+            saved = {side: getattr(built, f"{side}_tokenizer") for side in ("src", "tgt")}
     if built is not None:  # the task speaks with the run's own tokenizers
         for side, tokenizer in saved.items():
             setattr(built, f"{side}_tokenizer", tokenizer)
@@ -203,11 +241,12 @@ def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = Fal
                      facts.get("source_layout", {}), built)
 
 
-def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None = None) -> LoadedRun:
+def load_ensemble(run_dir: Path, others: list[Path], overrides: list[str] | None = None,
+                  refit_tokenizers: bool = False) -> LoadedRun:
     """`run_dir` loaded with its task, its model replaced by a Seq2SeqEnsemble of it and the other runs'."""
     from treadmill.models.ensemble import Seq2SeqEnsemble
 
-    run = load_run(run_dir, overrides, task=True)
+    run = load_run(run_dir, overrides, task=True, refit_tokenizers=refit_tokenizers)
     identity = _run_identity(run_dir, run.config)
     members = [run.model]
     for other in others:

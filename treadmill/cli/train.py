@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -43,6 +44,7 @@ from treadmill.cli.run_dir import (
     write_run_files,
 )
 from treadmill.distributed import is_main_process
+from treadmill.training.dir_lock import DirectoryLock
 
 __all__ = ["add_parser", "run", "train_run", "finetune_sequence_level"]
 
@@ -76,8 +78,16 @@ def train_run(config: RunConfig, run_dir: Path,
               model_fn: Callable[[RunConfig], nn.Module] = build_model) -> dict[str, Any]:
     """Train as the config says, evaluate, write the run directory; the summary (`{}` on every
     torchrun rank but 0). `model_fn` builds the model from the config (sizes resolved)."""
-    started = time.perf_counter()
     main = is_main_process()  # under torchrun every rank trains and evaluates; rank 0 alone writes and reports
+    # One run per run directory: a second `treadmill train` into it is refused before it writes anything.
+    with DirectoryLock(run_dir, "run directory") if main else contextlib.nullcontext():
+        return _train_and_evaluate(config, run_dir, model_fn, main)
+
+
+def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[RunConfig], nn.Module],
+                        main: bool) -> dict[str, Any]:
+    """`train_run` with the run directory locked."""
+    started = time.perf_counter()
     task = build_task(config)
     resolve_model_sizes(config, task)
     if main:

@@ -9,6 +9,7 @@ An example is a dict:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
 from collections.abc import Sequence
@@ -18,7 +19,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from treadmill.constants import BOS_ID, EOS_ID
+from treadmill.data.text_files import read_text_file
 from treadmill.data.tokenizers import Tokenizer
+from treadmill.validation import DataError
 
 
 class Seq2SeqDataset(Dataset):
@@ -123,7 +126,7 @@ def read_tsv_pairs(path: str | Path) -> list[tuple[str, str]]:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != 2 or not row[0].strip():
-                raise ValueError(
+                raise DataError(
                     f"{path}:{lineno}: expected 'source<TAB>target' (2 columns, non-empty source), "
                     f"got {len(row)} column(s): {row!r}"
                 )
@@ -141,24 +144,23 @@ def read_jsonl_pairs(path: str | Path, src_key: str, tgt_key: str) -> list[tuple
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}).") from err
+                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg}).") from err
             missing = [k for k in (src_key, tgt_key) if not isinstance(obj, dict) or k not in obj]
             if missing:
                 found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-                raise ValueError(
+                raise DataError(
                     f"{path}:{lineno}: missing key(s) {missing}; found {found}. "
                     "Pass src_key=/tgt_key= to name the fields."
                 )
             src, tgt = obj[src_key], obj[tgt_key]
             if not isinstance(src, str) or not isinstance(tgt, str):
-                raise ValueError(f"{path}:{lineno}: {src_key!r} and {tgt_key!r} must be strings.")
+                raise DataError(f"{path}:{lineno}: {src_key!r} and {tgt_key!r} must be strings.")
             if not src.strip():
-                raise ValueError(f"{path}:{lineno}: {src_key!r} is empty; every pair needs a non-empty source.")
+                raise DataError(f"{path}:{lineno}: {src_key!r} is empty; every pair needs a non-empty source.")
             pairs.append((src, tgt))
     return pairs
 
 
-def _open_data_file(path: str | Path) -> Any:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"data file {path} does not exist.")
-    return open(path, encoding="utf-8", newline="")
+def _open_data_file(path: str | Path) -> io.StringIO:
+    # read whole and decoded here, so that a bad byte or an unreadable file is named with its line
+    return io.StringIO(read_text_file(path), newline="")

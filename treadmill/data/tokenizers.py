@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from treadmill.data.text_files import read_json_file
 from treadmill.data.vocab import Vocab
+from treadmill.validation import DataError
 
 # Marks the side on which a split-off punctuation token was glued to its neighbour (the
 # OpenNMT "joiner" convention), so that "vingt-deux" -> ["vingt", "￭-￭", "deux"] decodes back.
@@ -304,15 +306,15 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Reload a tokenizer of any kind from the JSON file its `save` wrote."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read tokenizer file {path}: {err}") from err
+        data = read_json_file(path, "tokenizer file")
+    except FileNotFoundError as err:
+        raise DataError(str(err)) from None
     if not isinstance(data, dict) or "kind" not in data:
-        raise ValueError(
+        raise DataError(
             f"tokenizer file {path} has no 'kind' field; it was not written by a Treadmill "
             "tokenizer's save()."
         )
     try:
         return tokenizer_from_dict(data)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"tokenizer file {path}: {err}") from err
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        raise DataError(f"tokenizer file {path}: {err}") from err

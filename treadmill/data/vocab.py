@@ -89,4 +89,6 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
         """Read a vocabulary written by `save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        from treadmill.data.text_files import read_json_file
+
+        return cls.from_dict(read_json_file(path, "vocabulary file"))

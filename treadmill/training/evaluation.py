@@ -15,8 +15,9 @@ from torch import nn
 
 from treadmill.checkpoint import unwrap_model
 from treadmill.training.batches import loss_and_weight
-from treadmill.training.checks import check_embedding_inputs
+from treadmill.training.checks import check_embedding_inputs, diagnose_index_error
 from treadmill.training.precision import autocast_context
+from treadmill.training.preflight import no_batches_error
 from treadmill.training.running_means import RunningMeans
 from treadmill.utils import batch_size_of, move_to_device
 
@@ -37,21 +38,30 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def evaluation_means(trainer: Trainer, loader: Iterable[Any]) -> RunningMeans:
+def evaluation_means(trainer: Trainer, loader: Iterable[Any], name: str = "the evaluation loader") -> RunningMeans:
     """Loss (weighted like training) and metrics over every batch of the loader, as running means."""
     running = RunningMeans()
+    model = unwrap_model(trainer.model)
+    batches = 0
     with eval_mode(trainer.model), torch.inference_mode():
         for index, batch in enumerate(loader):
             batch = move_to_device(batch, trainer.device)
             checked = index == 0 and trainer.config.check_embedding_inputs
-            with check_embedding_inputs(unwrap_model(trainer.model), batch) if checked else contextlib.nullcontext():
-                with autocast_context(trainer.precision, trainer.device):
-                    predictions = trainer._forward_pass(batch)
-                    loss, weight = loss_and_weight(trainer._compute_loss(batch, predictions))
+            try:
+                with check_embedding_inputs(model, batch) if checked else contextlib.nullcontext():
+                    with autocast_context(trainer.precision, trainer.device):
+                        predictions = trainer._forward_pass(batch)
+                        loss, weight = loss_and_weight(trainer._compute_loss(batch, predictions))
+            except (IndexError, RuntimeError) as err:  # any batch: name the embedding and the batch entry
+                diagnose_index_error(model, batch, lambda batch=batch: trainer._forward_pass(batch), err)
+                raise
             batch_size = batch_size_of(batch)
             running.update("loss", loss, batch_size if weight is None else weight)
-            for name, value in trainer._compute_metrics(batch, predictions).items():
-                running.update(name, value, batch_size)
+            for metric, value in trainer._compute_metrics(batch, predictions).items():
+                running.update(metric, value, batch_size)
+            batches += 1
+    if batches == 0:
+        raise no_batches_error(name, "yielded no batches")
     return running
 
 
