@@ -15,7 +15,11 @@ from torch import nn
 
 from treadmill.checkpoint import unwrap_model
 from treadmill.training.batches import loss_and_weight
-from treadmill.training.checks import check_embedding_inputs, diagnose_index_error
+from treadmill.training.checks import (
+    EmbeddingIndexError,
+    check_embedding_inputs,
+    diagnose_index_error,
+)
 from treadmill.training.precision import autocast_context
 from treadmill.training.preflight import no_batches_error
 from treadmill.training.running_means import RunningMeans
@@ -52,9 +56,11 @@ def evaluation_means(trainer: Trainer, loader: Iterable[Any], name: str = "the e
                     with autocast_context(trainer.precision, trainer.device):
                         predictions = trainer._forward_pass(batch)
                         loss, weight = loss_and_weight(trainer._compute_loss(batch, predictions))
-            except (IndexError, RuntimeError) as err:  # any batch: name the embedding and the batch entry
-                diagnose_index_error(model, batch, lambda batch=batch: trainer._forward_pass(batch), err)
-                raise
+            except (IndexError, RuntimeError) as err:  # any batch: name the loader, the batch and the embedding
+                found = _embedding_error(model, batch, lambda batch=batch: trainer._forward_pass(batch), err)
+                if found is None:
+                    raise
+                raise EmbeddingIndexError(f"In {name}, batch {index}: {found}") from err
             batch_size = batch_size_of(batch)
             running.update("loss", loss, batch_size if weight is None else weight)
             for metric, value in trainer._compute_metrics(batch, predictions).items():
@@ -63,6 +69,17 @@ def evaluation_means(trainer: Trainer, loader: Iterable[Any], name: str = "the e
     if batches == 0:
         raise no_batches_error(name, "yielded no batches")
     return running
+
+
+def _embedding_error(model: nn.Module, batch: Any, run_forward: Any, err: BaseException) -> EmbeddingIndexError | None:
+    """The EmbeddingIndexError behind `err` (itself, or found by re-running with checks), else None."""
+    if isinstance(err, EmbeddingIndexError):
+        return err
+    try:
+        diagnose_index_error(model, batch, run_forward, err)
+    except EmbeddingIndexError as diagnosed:
+        return diagnosed
+    return None
 
 
 def predict_outputs(trainer: Trainer, loader: Iterable[Any]) -> Any:

@@ -26,7 +26,7 @@ _CAUSES = {
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
-    errno.EFBIG: "the file would exceed the file-size limit (ulimit -f)",
+    errno.EFBIG: "the file would exceed the file-size limit of the process (ulimit -f, RLIMIT_FSIZE) or of the file system",
     errno.EDQUOT: "the disk quota is exceeded",
     errno.ENOENT: "a directory on the path does not exist",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
