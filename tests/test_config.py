@@ -131,6 +131,11 @@ def test_auto_device_prefers_cuda_then_mps(monkeypatch):
 
 
 def test_to_dict_is_plain_data():
+    class MySGD(torch.optim.SGD):
+        pass
+
     data = TrainingConfig(optimizer=OptimizerConfig(optimizer_class=torch.optim.SGD)).to_dict()
-    assert data["optimizer"]["optimizer_class"] == "torch.optim.sgd.SGD"
+    assert data["optimizer"]["optimizer_class"] == "SGD"  # torch's own: the name a config would use
+    mine = TrainingConfig(optimizer=OptimizerConfig(optimizer_class=MySGD)).to_dict()
+    assert mine["optimizer"]["optimizer_class"] == f"{__name__}.test_to_dict_is_plain_data.<locals>.MySGD"
     assert data["scheduler"] is None

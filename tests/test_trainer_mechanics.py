@@ -339,8 +339,9 @@ def test_history_has_both_key_styles_and_validation_frequency():
     history = trainer.train()
     assert len(history["loss"]) == 4 and len(history["val_loss"]) == 2
     assert history["total_epochs"] == 4
-    assert [bool(v) for v in history["val_metrics"]] == [False, True, False, True]
-    assert all("loss" in m for m in history["train_metrics"])
+    assert history["val_epochs"] == [2, 4]
+    assert history["val_metrics"]["loss"] == history["val_loss"] and len(history["train_metrics"]["loss"]) == 4
+    assert history["best_metrics"]["loss"] == min(history["val_loss"])
 
 
 def test_eval_mode_and_inference_mode_during_evaluation():

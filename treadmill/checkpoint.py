@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from torch import nn
 
 from treadmill import __version__
 from treadmill.training.checks import check_finite_weights
+from treadmill.training.history import upgrade_history
 from treadmill.training.io_errors import CheckpointError, checkpoint_io
 from treadmill.training.rotation import atomic_save, save_rotated
 
@@ -276,10 +278,16 @@ def _refuse_non_finite(trainer: Trainer, path: Path) -> None:
         check_finite_weights(unwrap_model(trainer.model), where, path)
 
 
-def save_state(trainer: Trainer, path: str | os.PathLike[str]) -> Path:
-    """Write the trainer's full state to path atomically, refusing non-finite weights (main process only)."""
+def save_state(trainer: Trainer, path: str | os.PathLike[str], additional_info: Mapping[str, Any] | None = None) -> Path:
+    """Write the trainer's full state (and `additional_info`, kept apart under that key) to path
+    atomically, refusing non-finite weights (main process only)."""
     _refuse_non_finite(trainer, Path(path))
-    return atomic_save(trainer.state_dict(), path) if trainer.dist.is_main else Path(path)
+    if not trainer.dist.is_main:
+        return Path(path)
+    state = trainer.state_dict()
+    if additional_info:
+        state["additional_info"] = dict(additional_info)
+    return atomic_save(state, path)
 
 
 def save_last(trainer: Trainer) -> Path:
@@ -288,7 +296,9 @@ def save_last(trainer: Trainer) -> Path:
     _refuse_non_finite(trainer, directory / "last.pt")
     if not trainer.dist.is_main:
         return directory / "last.pt"
-    return save_rotated(trainer.state_dict(), directory, trainer.config.keep_last_checkpoints)
+    # keep_all_checkpoints (pytorch-treadmill): every saved state stays, as last-1.pt, last-2.pt, ...
+    keep = sys.maxsize if trainer.config.keep_all_checkpoints else trainer.config.keep_last_checkpoints
+    return save_rotated(trainer.state_dict(), directory, keep)
 
 
 def _rotation_files(directory: Path) -> list[Path]:
@@ -372,7 +382,7 @@ def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[i
         key = f"{index}:{type(callback).__name__}"
         if key in saved_callbacks:
             callback.load_state_dict(saved_callbacks[key])
-    trainer.history = state.get("history", trainer.history)
+    trainer.history = upgrade_history(state["history"]) if "history" in state else trainer.history
     trainer.data_seed = int(state.get("data_seed", trainer.data_seed))
     if "running_metrics" in state:
         trainer._running.load_state_dict(state["running_metrics"])

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 
+from treadmill.training.experiment_dir import create_experiment_dir
+from treadmill.utils import resolve_device
 from treadmill.validation import (
     ConfigError,
     check_range,
@@ -87,7 +90,7 @@ class OptimizerConfig:
     positional tables from weight decay.
     """
 
-    optimizer_class: str | type = "AdamW"
+    optimizer_class: str | type = "Adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
@@ -97,12 +100,15 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         if isinstance(self.optimizer_class, str):
             names = _optimizer_names()
-            if self.optimizer_class not in names:
+            name = self.optimizer_class.removeprefix("torch.optim.").rsplit(".", 1)[-1]  # as to_dict writes it
+            if name not in names:
                 raise ConfigError(
                     f"OptimizerConfig.optimizer_class={self.optimizer_class!r} is not a torch.optim "
                     f"optimizer.{closest_hint(self.optimizer_class, names)} Allowed: {', '.join(names)}, "
                     "or an optimizer class."
                 )
+            # pytorch-treadmill users read the resolved class back: config.optimizer_class is torch.optim.Adam
+            self.optimizer_class = getattr(torch.optim, name)
         elif not (isinstance(self.optimizer_class, type) and issubclass(self.optimizer_class, torch.optim.Optimizer)):
             raise ConfigError(
                 f"OptimizerConfig.optimizer_class must be a torch.optim name or an Optimizer subclass, "
@@ -116,9 +122,7 @@ class OptimizerConfig:
 
     def resolve_class(self) -> type[torch.optim.Optimizer]:
         """The optimizer class this config names."""
-        if isinstance(self.optimizer_class, str):
-            return getattr(torch.optim, self.optimizer_class)
-        return self.optimizer_class
+        return self.optimizer_class  # type: ignore[return-value]  # resolved in __post_init__
 
 
 # Built-in schedules (defined in treadmill.schedulers) and the torch schedulers that are meant to be
@@ -154,11 +158,14 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if isinstance(self.scheduler_class, str):
             names = _scheduler_names()
+            self.scheduler_class = self.scheduler_class.removeprefix("torch.optim.lr_scheduler.")
             if self.scheduler_class not in names:
                 raise ConfigError(
                     f"SchedulerConfig.scheduler_class={self.scheduler_class!r} is unknown."
                     f"{closest_hint(self.scheduler_class, names)} Allowed: {', '.join(names)}, or a class."
                 )
+            if self.scheduler_class not in BUILTIN_SCHEDULERS:  # a torch scheduler: its class, as pytorch-treadmill gives it
+                self.scheduler_class = getattr(torch.optim.lr_scheduler, self.scheduler_class)
         elif self.scheduler_class is not None and not isinstance(self.scheduler_class, type):
             raise ConfigError(
                 f"SchedulerConfig.scheduler_class must be a name or a class, got {self.scheduler_class!r}."
@@ -229,9 +236,19 @@ class TrainingConfig:
     overfit_batches: int = 0
     check_embedding_inputs: bool = True
     detect_non_finite: bool = True
+    # pytorch-treadmill 0.6.5's own fields (docs/compat.md)
+    project_name: str | None = None
+    timezone: str = "UTC"
+    resume_training: bool = False
+    additional_epochs: int | None = None
+    keep_all_checkpoints: bool = False
+    custom_forward_fn: Callable[..., Any] | None = None
+    custom_backward_fn: Callable[..., Any] | None = None
+    overfit_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
+        self._check_compat_fields()
         self._check_positive_int("epochs", minimum=1)
         self._check_positive_int("gradient_accumulation_steps", minimum=1)
         self._check_positive_int("validation_frequency", minimum=1)
@@ -258,10 +275,17 @@ class TrainingConfig:
                 f"TrainingConfig.device={self.device!r} is unknown. Allowed: 'auto', 'cpu', 'cuda', "
                 "'cuda:N', 'mps'."
             )
+        # "auto" reads back as the device it chose (as in pytorch-treadmill); to_dict keeps "auto",
+        # so a saved config means the same on a machine with other devices.
+        self._requested_device = self.device
+        if self.device == "auto":
+            self.device = resolve_device("auto").type
+        if self.project_name is not None and self.checkpoint_dir is not None and not self.resume_training:
+            self.checkpoint_dir = create_experiment_dir(self.checkpoint_dir, self.project_name, self.timezone)
         if self.monitor_mode not in ("auto", "min", "max"):
             raise ConfigError(f"TrainingConfig.monitor_mode must be 'auto', 'min' or 'max', got {self.monitor_mode!r}.")
         if isinstance(self.optimizer, Mapping):
-            self.optimizer = OptimizerConfig(**self.optimizer)
+            self.optimizer = OptimizerConfig(**optimizer_fields(self.optimizer))
         if not isinstance(self.optimizer, OptimizerConfig):
             raise ConfigError(f"TrainingConfig.optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}.")
         if isinstance(self.scheduler, Mapping):
@@ -285,6 +309,26 @@ class TrainingConfig:
                 raise ConfigError("TrainingConfig.checkpoint_dir must be a directory path or None, got ''.",
                                   field="checkpoint_dir")
 
+    def _check_compat_fields(self) -> None:
+        """pytorch-treadmill's fields: types, and resume_training's need of a directory."""
+        check_type("TrainingConfig.project_name", self.project_name, str, "a string", optional=True)
+        check_type("TrainingConfig.timezone", self.timezone, str, "a time-zone name (UTC, IST, Europe/Paris)")
+        for name in ("resume_training", "keep_all_checkpoints"):
+            check_type(f"TrainingConfig.{name}", getattr(self, name), bool, "true or false")
+        check_range("TrainingConfig.additional_epochs", self.additional_epochs, 1, integer=True, optional=True)
+        check_range("TrainingConfig.overfit_threshold", self.overfit_threshold, 0, optional=True)
+        for name in ("custom_forward_fn", "custom_backward_fn"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise ConfigError(f"TrainingConfig.{name} must be a function or None, got {getattr(self, name)!r}.", field=name)
+        if self.resume_training and self.checkpoint_dir is None:
+            raise ConfigError(
+                "TrainingConfig.resume_training=True needs checkpoint_dir: the directory of the run to resume.",
+                field="checkpoint_dir",
+            )
+        if self.additional_epochs is not None and not self.resume_training:
+            warnings.warn("TrainingConfig.additional_epochs counts from a resumed run; without resume_training=True "
+                          "it is ignored.", UserWarning, stacklevel=4)
+
     def _check_positive_int(self, name: str, minimum: int) -> None:
         check_range(f"TrainingConfig.{name}", getattr(self, name), minimum, integer=True)
 
@@ -298,17 +342,39 @@ class TrainingConfig:
         return "fp16"
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain-data view (classes by name) for logs, checkpoints and config comparison."""
+        """A plain-data view (classes and functions by name) for logs, checkpoints and config comparison."""
+        data: dict[str, Any] = _plain(self)
+        data["device"] = getattr(self, "_requested_device", self.device)
+        return data
 
-        def plain(value: Any) -> Any:
-            if isinstance(value, type):
-                return f"{value.__module__}.{value.__qualname__}"
-            if dataclasses.is_dataclass(value):
-                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-            if isinstance(value, Mapping):
-                return {str(k): plain(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            return value
 
-        return plain(self)
+def _plain(value: Any) -> Any:
+    """Plain data for a config value: torch's optimizers and schedulers by their short name, other
+    classes and functions by their dotted path."""
+    if isinstance(value, type):
+        for namespace in (torch.optim, torch.optim.lr_scheduler):
+            if getattr(namespace, value.__name__, None) is value:
+                return value.__name__
+        return f"{value.__module__}.{value.__qualname__}"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# Optimizer arguments pytorch-treadmill accepts at the top level of an optimizer dict.
+_LOOSE_OPTIMIZER_ARGS = ("momentum", "nesterov", "betas", "eps", "amsgrad")
+
+
+def optimizer_fields(given: Mapping[str, Any]) -> dict[str, Any]:
+    """An optimizer dict as OptimizerConfig fields: `{"lr": 0.1, "momentum": 0.9}` puts momentum in params."""
+    fields = dict(given)
+    loose = {key: fields.pop(key) for key in _LOOSE_OPTIMIZER_ARGS if key in fields}
+    if loose:
+        fields["params"] = {**loose, **dict(fields.get("params") or {})}
+    return fields

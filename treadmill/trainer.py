@@ -70,6 +70,7 @@ from treadmill.training.checks import (
     check_finite_loss,
     diagnose_index_error,
 )
+from treadmill.training.compat import PytorchTreadmillMethods, warn_if_overfitting
 from treadmill.training.data_order import (
     batches_in_epoch,
     epoch_iterator,
@@ -78,6 +79,7 @@ from treadmill.training.data_order import (
 )
 from treadmill.training.dir_lock import DirectoryLock
 from treadmill.training.evaluation import evaluation_means, predict_outputs
+from treadmill.training.history import new_history, record_epoch
 from treadmill.training.optim import build_optimizer, scheduler_for
 from treadmill.training.precision import (
     autocast_context,
@@ -105,7 +107,7 @@ __all__ = ["Trainer", "TARGET_KEYS"]
 _CHECKED_BATCHES = 2
 
 
-class Trainer:
+class Trainer(PytorchTreadmillMethods):
     """Trains a model on a DataLoader with the documented hooks, callbacks and checkpoints."""
 
     def __init__(
@@ -150,7 +152,7 @@ class Trainer:
         configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
         self.callbacks: list[Callback] = user_callbacks + configured
         self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main)
-        self.history: dict[str, Any] = {"train_metrics": [], "val_metrics": [], "total_epochs": 0}
+        self.history: dict[str, Any] = new_history()
         self.global_step = 0
         self.epoch = 0
         self.should_stop = False
@@ -158,7 +160,8 @@ class Trainer:
         self.last_grad_norm: float | None = None
         self.batch_in_epoch = 0
         self._grad_norm: torch.Tensor | None = None
-        self._deferred_saves: list[Path] | None = None  # see _end_epoch
+        self._deferred_saves: list[tuple[Path, Any]] | None = None  # see _end_epoch
+        self._custom_targets: Any = None  # config.custom_forward_fn's targets of the current batch
         self._warned_plateau = False
         self._running = RunningMeans()
         self._overfit_cache: list[Any] | None = None
@@ -169,10 +172,15 @@ class Trainer:
     def _forward_pass(self, batch: Any) -> Any:
         """Run the model on a batch: tensors go in whole; (inputs, targets) pairs pass inputs;
         dict batches pass every non-target entry as a keyword argument."""
+        if self.config.custom_forward_fn is not None:  # pytorch-treadmill: fn(model, batch) -> (outputs, targets)
+            outputs, self._custom_targets = self.config.custom_forward_fn(self.model, batch)
+            return outputs
         return feed_model(self.model, batch)
 
     def _targets(self, batch: Any) -> Any:
         """The targets inside a batch: the second item of a pair, or a target key of a dict."""
+        if self.config.custom_forward_fn is not None:
+            return self._custom_targets
         return targets_of(batch)
 
     def _compute_loss(self, batch: Any, predictions: Any) -> Any:
@@ -205,10 +213,14 @@ class Trainer:
         """Train for `config.epochs` epochs (or until stopped) and return the history."""
         if self.train_dataloader is None:
             raise ValueError("Trainer.fit needs train_dataloader: a Trainer built without one only evaluates.")
+        if resume_from is None and self.config.resume_training:  # pytorch-treadmill's way to ask
+            resume_from = "last"
         # One writer per checkpoint directory, checked writable before any work (rank 0 writes).
         claim = DirectoryLock(self.config.checkpoint_dir) if self.config.checkpoint_dir and self.dist.is_main else contextlib.nullcontext()
         with claim:
             start_epoch, skip_batches = restore_training_state(self, resume_from) if resume_from is not None else (self.epoch, 0)
+            if self.config.resume_training and self.config.additional_epochs is not None:
+                self.config.epochs = start_epoch + self.config.additional_epochs
             self.should_stop = False
             for cb in self.callbacks:
                 cb.on_train_start(self)
@@ -278,7 +290,10 @@ class Trainer:
                 scaled = loss if accum == 1 else loss * weight
                 if self.scaler is not None:
                     scaled = self.scaler.scale(scaled)
-                scaled.backward()
+                if config.custom_backward_fn is not None:  # pytorch-treadmill: fn(loss, model, optimizer)
+                    config.custom_backward_fn(scaled, self.model, self.optimizer)
+                else:
+                    scaled.backward()
             group_weight = group_weight + weight
             running.update("loss", loss.detach(), weight)
             for name, value in self._compute_metrics_detached(batch, predictions).items():
@@ -406,20 +421,17 @@ class Trainer:
         finally:
             deferred, self._deferred_saves = self._deferred_saves, None
         self._record_history(metrics)
+        warn_if_overfitting(self, metrics)
         self.progress.end_epoch(metrics)
         self.epoch = epoch + 1
         self.batch_in_epoch = 0
-        for path in deferred:
-            self.save_checkpoint(path)
+        for path, info in deferred:
+            self.save_checkpoint(path, info)
         if write_last and self.config.checkpoint_dir and self.config.save_last_model:
             save_last(self)
 
     def _record_history(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            self.history.setdefault(key, []).append(value)
-        self.history["train_metrics"].append({k: v for k, v in metrics.items() if not k.startswith("val_")})
-        self.history["val_metrics"].append({k: v for k, v in metrics.items() if k.startswith("val_")})
-        self.history["total_epochs"] = len(self.history["train_metrics"])
+        record_epoch(self.history, metrics)
 
     # ------------------------------------------------------------------ data order
 
@@ -480,12 +492,13 @@ class Trainer:
         """The full training state: everything needed to continue exactly where training is."""
         return training_state(self)
 
-    def save_checkpoint(self, path: str | Path) -> Path:
-        """Write the full training state to path atomically (on the main process only)."""
+    def save_checkpoint(self, path: str | Path, additional_info: Mapping[str, Any] | None = None) -> Path:
+        """Write the full training state to path atomically (on the main process only), with
+        `additional_info` (plain data) stored beside it."""
         if self._deferred_saves is not None:  # called from on_epoch_end: written once the epoch ends
-            self._deferred_saves.append(Path(path))
+            self._deferred_saves.append((Path(path), additional_info))
             return Path(path)
-        return save_state(self, path)
+        return save_state(self, path, additional_info)
 
     def export_weights(self, path: str | Path) -> Path:
         """Write the model's weights as safetensors (on the main process only)."""

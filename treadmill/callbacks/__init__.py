@@ -2,6 +2,12 @@
 
 from treadmill.callbacks.alarms import ALARM_KINDS, Alarm, AlarmThresholds, HealthMonitor
 from treadmill.callbacks.base import Callback, infer_mode
+from treadmill.callbacks.compat import (
+    GradientClipping,
+    LearningRateLogger,
+    MetricsLogger,
+    WandbLogger,
+)
 from treadmill.callbacks.configured import from_config
 from treadmill.callbacks.diagnostics import Diagnostics
 from treadmill.callbacks.early_stopping import EarlyStopping
@@ -18,6 +24,10 @@ __all__ = [
     "Callback",
     "Diagnostics",
     "EarlyStopping",
+    "GradientClipping",
+    "LearningRateLogger",
+    "MetricsLogger",
+    "WandbLogger",
     "HealthMonitor",
     "LearningRateMonitor",
     "MLflowLogger",

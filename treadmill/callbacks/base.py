@@ -20,6 +20,8 @@ The order of calls during `Trainer.fit()`::
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -54,8 +56,42 @@ def missing_monitor_warning(owner: str, monitor: str, metrics: Mapping[str, floa
     return f"{owner}: metric {monitor!r} is not logged; available: {', '.join(sorted(metrics))}."
 
 
+def _written_without_batch(method: Any) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "batch" not in parameters and "batch_idx" in parameters
+
+
+def _batch_hook_adapter(hook: str, method: Any) -> Any:
+    """Our (trainer, batch, batch_idx[, loss]) call turned into pytorch-treadmill's keywords."""
+
+    @functools.wraps(method)
+    def on_batch_start(self: Any, trainer: Any, batch: Any, batch_idx: int) -> None:
+        method(self, trainer, batch_idx=batch_idx)
+
+    @functools.wraps(method)
+    def on_batch_end(self: Any, trainer: Any, batch: Any, batch_idx: int, loss: Any) -> None:
+        method(self, trainer, batch_idx=batch_idx, metrics={"loss": float(loss)})
+
+    return on_batch_start if hook == "on_batch_start" else on_batch_end
+
+
 class Callback:
-    """Base class with no-op hooks; override the ones you need."""
+    """Base class with no-op hooks; override the ones you need.
+
+    Callbacks written for pytorch-treadmill 0.6.5 define `on_batch_start(trainer, batch_idx)` and
+    `on_batch_end(trainer, batch_idx, metrics)`; such a subclass is recognised when it is defined
+    (its hook has no `batch` parameter) and called that way, with `metrics={"loss": ...}`.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for hook in ("on_batch_start", "on_batch_end"):
+            method = cls.__dict__.get(hook)
+            if method is not None and _written_without_batch(method):
+                setattr(cls, hook, _batch_hook_adapter(hook, method))
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Called once before the first epoch (also when resuming)."""

@@ -45,6 +45,7 @@ from treadmill.cli.run_dir import (
 )
 from treadmill.distributed import is_main_process
 from treadmill.training.dir_lock import DirectoryLock
+from treadmill.training.history import last_metrics
 
 __all__ = ["add_parser", "run", "train_run", "finetune_sequence_level"]
 
@@ -120,8 +121,8 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
         "epochs": history["total_epochs"],
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "train": history["train_metrics"][-1] if history["train_metrics"] else {},
-        "valid": next((m for m in reversed(history["val_metrics"]) if m), {}),
+        "train": last_metrics(history, "train"),
+        "valid": last_metrics(history, "val"),
         **final,
         "history": {k: v for k, v in history.items() if isinstance(v, list) and v and isinstance(v[0], float)},
     }

@@ -1,6 +1,7 @@
 """Metrics: teacher-forced accuracy/perplexity, text metrics (BLEU, chrF, WER, PER), streaming
 accumulators for free-running evaluation, and forecasting errors."""
 
+from treadmill.metrics.classification import StandardMetrics, compute_metrics
 from treadmill.metrics.forecasting import mae, mase, mse, naive_scale
 from treadmill.metrics.streaming import WER_UNITS, Seq2SeqMetrics, WerUnit, check_wer_unit
 from treadmill.metrics.teacher_forced import perplexity, sequence_accuracy, token_accuracy
@@ -17,8 +18,12 @@ from treadmill.metrics.text import (
     token_error_rate,
     word_error_rate,
 )
+from treadmill.metrics.tracker import MetricsTracker
 
 __all__ = [
+    "StandardMetrics",
+    "MetricsTracker",
+    "compute_metrics",
     "token_accuracy",
     "sequence_accuracy",
     "perplexity",

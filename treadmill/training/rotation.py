@@ -104,8 +104,10 @@ def _rotate_into(tmp: str, directory: Path, keep: int) -> None:
     """Steps 2-4 of save_rotated: shift the kept files, then rename tmp over last.pt."""
     last = directory / "last.pt"
     if keep > 1 and last.exists():
-        # 2. Shift the older files up one (the oldest is overwritten); last.pt stays.
-        for index in range(keep - 1, 1, -1):
+        # 2. Shift the older files up one (the oldest is overwritten); last.pt stays. Only indices
+        # that exist are visited, so keep may be unbounded (keep_all_checkpoints).
+        top = max((int(p.stem[5:]) for p in directory.glob("last-*.pt") if p.stem[5:].isdigit()), default=0)
+        for index in range(min(keep - 1, top + 1), 1, -1):
             older = directory / f"last-{index - 1}.pt"
             if older.exists():
                 os.replace(older, directory / f"last-{index}.pt")
