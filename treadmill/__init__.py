@@ -11,6 +11,13 @@ __all__ = [
     "TrainingConfig",
     "OptimizerConfig",
     "SchedulerConfig",
+    "MetricsTracker",
+    "Callback",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "format_time",
+    "format_metrics",
+    "set_color_theme",
     "__version__",
 ]
 
@@ -25,6 +32,14 @@ _LAZY = {
     "TrainingConfig": "treadmill.config",
     "OptimizerConfig": "treadmill.config",
     "SchedulerConfig": "treadmill.config",
+    # pytorch-treadmill 0.6.5's top-level names
+    "MetricsTracker": "treadmill.metrics.tracker",
+    "Callback": "treadmill.callbacks.base",
+    "EarlyStopping": "treadmill.callbacks.early_stopping",
+    "ModelCheckpoint": "treadmill.callbacks.model_checkpoint",
+    "format_time": "treadmill.training.display",
+    "format_metrics": "treadmill.training.display",
+    "set_color_theme": "treadmill.training.display",
 }
 
 

@@ -75,3 +75,16 @@ def batch_size_of(batch: Any) -> int:
         if tensor.ndim > 0:
             return int(tensor.shape[0])
     return 1
+
+
+def __getattr__(name: str) -> Any:
+    """pytorch-treadmill's helpers, from where that package users import them (`treadmill.utils`)."""
+    if name in ("format_time", "format_metrics", "format_number", "print_model_summary", "set_color_theme", "COLORS"):
+        from treadmill.training import display
+
+        return getattr(display, name)
+    if name == "create_experiment_dir":
+        from treadmill.training.experiment_dir import create_experiment_dir
+
+        return create_experiment_dir
+    raise AttributeError(f"module 'treadmill.utils' has no attribute {name!r}")
