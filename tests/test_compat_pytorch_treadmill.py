@@ -11,7 +11,13 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from treadmill import OptimizerConfig, SchedulerConfig, Trainer, TrainingConfig
-from treadmill.callbacks import Callback, GradientClipping, LearningRateLogger, MetricsLogger, WandbLogger
+from treadmill.callbacks import (
+    Callback,
+    GradientClipping,
+    LearningRateLogger,
+    MetricsLogger,
+    WandbLogger,
+)
 from treadmill.metrics import MetricsTracker, StandardMetrics, compute_metrics
 from treadmill.training.experiment_dir import experiment_dir_name
 from treadmill.validation import ConfigError

@@ -13,6 +13,7 @@ from treadmill.decoding import GenerationOutput
 from treadmill.models import GPT, GPTConfig, transformer_seq2seq
 from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer, evaluation, strip_target
 from treadmill.seq2seq.sequence_trainer import SequenceLevelConfig, SequenceLevelTrainer
+from treadmill.training.history import last_metrics
 
 VOCAB = 12  # copy_task's default
 
@@ -67,7 +68,7 @@ def test_validation_reports_teacher_forced_free_running_and_gap():
         seq2seq=Seq2SeqConfig(label_smoothing=0.0, generation={"max_len": 8}),
     )
     history = trainer.fit()
-    last = history["val_metrics"][-1]
+    last = last_metrics(history, "val")
     for key in (
         "val_loss",
         "val_perplexity",
@@ -135,7 +136,7 @@ def test_decoder_only_model_trains_on_target_tokens_only():
     tokens, labels = trainer._decoder_only_tokens(batches[0])
     n_src = int((batches[0]["src"][0] != PAD_ID).sum())
     assert torch.all(labels[0, :n_src] == PAD_ID)  # no loss on the prompt
-    last = trainer.fit()["val_metrics"][-1]
+    last = last_metrics(trainer.fit(), "val")
     # it learns to copy, and feeding itself loses little against teacher forcing
     assert last["val_exact_match"] > 0.5
     assert abs(last["val_exact_match"] - last["val_sequence_accuracy"]) < 0.15

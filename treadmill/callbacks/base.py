@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,23 +30,9 @@ if TYPE_CHECKING:
 
     from treadmill.trainer import Trainer
 
+from treadmill.training.metric_mode import infer_mode
+
 __all__ = ["Callback", "infer_mode", "missing_monitor_warning"]
-
-# Words of metric names where smaller is better; anything else (accuracy, BLEU, ...) is maximised.
-_MINIMISED = frozenset(
-    ("loss", "error", "wer", "per", "cer", "perplexity", "ppl", "nll", "mse", "rmse", "mae", "mase", "mape", "gap")
-)
-
-
-def infer_mode(monitor: str) -> str:
-    """'min' for losses and error rates, 'max' for everything else (accuracies, BLEU, ...)."""
-    # Whole words, so val_perfect_match is not taken for PER; a last word ending in loss/error
-    # covers camelCase names such as valLoss.
-    words = re.findall(r"[a-z]+", monitor.lower())
-    if any(word in _MINIMISED for word in words) or (words and words[-1].endswith(("loss", "error"))):
-        return "min"
-    return "max"
-
 
 def missing_monitor_warning(owner: str, monitor: str, metrics: Mapping[str, float]) -> str | None:
     """Why `monitor` is absent from an epoch's metrics, or None when only validation did not run."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import Any
 
-from treadmill.callbacks.base import infer_mode
+from treadmill.training.metric_mode import infer_mode
 
 __all__ = ["MetricsTracker"]
 

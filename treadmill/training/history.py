@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from treadmill.callbacks.base import infer_mode
+from treadmill.training.metric_mode import infer_mode
 
 __all__ = ["new_history", "record_epoch", "upgrade_history", "last_metrics"]
 
