@@ -287,3 +287,47 @@ def test_overfit_threshold_warns_when_val_loss_runs_away():
     cfg = config(epochs=30, overfit_threshold=0.1, optimizer=OptimizerConfig(lr=5e-2))
     with pytest.warns(UserWarning, match=r"Possible over-fitting at epoch \d+: val_loss .* > loss .* \+ overfit_threshold 0.1"):
         Trainer(Classifier(), cfg, train, val, loss_fn=nn.CrossEntropyLoss()).fit()
+
+
+# ---------------------------------------------------------------------- the report
+
+
+def test_the_report_after_fit_and_its_renderings(tmp_path, capsys):
+    import io
+    import json
+
+    from treadmill.report import display_training_report, save_report_to_file
+
+    train, val = loaders()
+    trainer = Trainer(Classifier(), config(progress_bar=True, checkpoint_dir=str(tmp_path / "ck")), train, val,
+                      loss_fn=nn.CrossEntropyLoss(), metric_fns={"accuracy": StandardMetrics.accuracy})
+    trainer.fit()
+    printed = capsys.readouterr().out
+    report = trainer.report
+    assert report is trainer.training_report
+    assert (report.total_epochs, report.model_name, report.device, report.batch_size) == (2, "Classifier", "cpu", 16)
+    assert report.total_parameters == sum(p.numel() for p in trainer.model.parameters()) == 10 * 16 + 16 + 16 * 3 + 3
+    assert report.model_size_mb == pytest.approx(report.total_parameters * 4 / 2**20)
+    assert report.best_metrics["val_loss"] == min(trainer.history["val_loss"])
+    assert report.final_metrics["accuracy"] == trainer.history["accuracy"][-1]
+    assert report.optimizer == "Adam" and report.total_checkpoints == 2  # best.safetensors, last.pt
+    assert report.avg_ram_mb > 0 and trainer.hardware_monitor.get_summary()["num_gpus"] == torch.cuda.device_count()
+    assert "Training report" in printed and "\x1b[" not in printed  # captured output is not a terminal: plain
+    terminal = io.StringIO()
+    display_training_report(report, file=terminal, terminal=True)
+    assert "\x1b[" in terminal.getvalue() and "Classifier: 227 parameters" in terminal.getvalue()
+    save_report_to_file(report, tmp_path / "report.json")
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["total_epochs"] == 2 and saved["model_name"] == "Classifier" and "T" in saved["start_time"]
+
+
+def test_the_command_line_does_not_print_the_trainers_report_too(tmp_path, capsys):
+    from treadmill.cli import main
+
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(
+        "task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 4, n_train: 64, n_valid: 16, n_test: 16}}\n"
+        "model: {name: transformer, d_model: 16, n_heads: 2, n_encoder_layers: 1, n_decoder_layers: 1, d_ff: 32}\n"
+        "training: {epochs: 1}\nevaluation: {samples: 0}\ndiagnostics: {enabled: false}\n")
+    assert main(["train", str(config_file), "--run-dir", str(tmp_path / "run")]) == 0
+    assert "Training report" not in capsys.readouterr().out

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from treadmill.training.experiment_dir import create_experiment_dir
+from treadmill.training.experiment_dir import create_experiment_dir, is_experiment_dir
 from treadmill.utils import resolve_device
 from treadmill.validation import (
     ConfigError,
@@ -280,7 +280,8 @@ class TrainingConfig:
         self._requested_device = self.device
         if self.device == "auto":
             self.device = resolve_device("auto").type
-        if self.project_name is not None and self.checkpoint_dir is not None and not self.resume_training:
+        if (self.project_name is not None and self.checkpoint_dir is not None and not self.resume_training
+                and not is_experiment_dir(self.checkpoint_dir)):  # dataclasses.replace must not nest another
             self.checkpoint_dir = create_experiment_dir(self.checkpoint_dir, self.project_name, self.timezone)
         if self.monitor_mode not in ("auto", "min", "max"):
             raise ConfigError(f"TrainingConfig.monitor_mode must be 'auto', 'min' or 'max', got {self.monitor_mode!r}.")

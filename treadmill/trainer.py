@@ -35,6 +35,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -79,6 +80,7 @@ from treadmill.training.data_order import (
 )
 from treadmill.training.dir_lock import DirectoryLock
 from treadmill.training.evaluation import evaluation_means, predict_outputs
+from treadmill.training.hardware import HardwareMonitor
 from treadmill.training.history import new_history, record_epoch
 from treadmill.training.optim import build_optimizer, scheduler_for
 from treadmill.training.precision import (
@@ -166,6 +168,9 @@ class Trainer(PytorchTreadmillMethods):
         self._running = RunningMeans()
         self._overfit_cache: list[Any] | None = None
         self._stop = GracefulStop()
+        self.hardware_monitor = HardwareMonitor()
+        self.training_report: Any = None  # filled by fit() (pytorch-treadmill's report)
+        self.print_report = True  # the command line prints its own, fuller report instead
 
     # ------------------------------------------------------------------ hooks subclasses override
 
@@ -225,10 +230,13 @@ class Trainer(PytorchTreadmillMethods):
             for cb in self.callbacks:
                 cb.on_train_start(self)
             self._stop = GracefulStop()
+            started, start_time = time.perf_counter(), datetime.now().astimezone()
+            self.hardware_monitor.sample()
             with self._stop:
                 self._run_epochs(start_epoch, skip_batches)
         for cb in self.callbacks:
             cb.on_train_end(self)
+        self._finish_report(started, start_time)
         return self.history
 
     train = fit  # pytorch-treadmill's name
@@ -422,6 +430,7 @@ class Trainer(PytorchTreadmillMethods):
             deferred, self._deferred_saves = self._deferred_saves, None
         self._record_history(metrics)
         warn_if_overfitting(self, metrics)
+        self.hardware_monitor.sample()
         self.progress.end_epoch(metrics)
         self.epoch = epoch + 1
         self.batch_in_epoch = 0

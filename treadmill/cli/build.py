@@ -121,7 +121,8 @@ def make_trainer(
     if task.kind == "forecast":
         from treadmill.forecasting import ForecastTrainer
 
-        return ForecastTrainer(model, training, train_loader, valid_loader, loss_fn=nn.MSELoss(), callbacks=callbacks)
+        return _quiet_report(ForecastTrainer(model, training, train_loader, valid_loader, loss_fn=nn.MSELoss(),
+                                             callbacks=callbacks))
     from treadmill.seq2seq.trainer import Seq2SeqTrainer
 
     options: dict[str, Any] = {
@@ -132,11 +133,17 @@ def make_trainer(
         "callbacks": callbacks,
     }
     if objective == "mle":
-        return Seq2SeqTrainer(model, training, train_loader, valid_loader, **options)
+        return _quiet_report(Seq2SeqTrainer(model, training, train_loader, valid_loader, **options))
     from treadmill.seq2seq.sequence_trainer import SequenceLevelTrainer
 
-    return SequenceLevelTrainer(model, training, train_loader, valid_loader,
-                                sequence_level=config.sequence_level.objective(), **options)
+    return _quiet_report(SequenceLevelTrainer(model, training, train_loader, valid_loader,
+                                              sequence_level=config.sequence_level.objective(), **options))
+
+
+def _quiet_report(trainer: Any) -> Any:
+    """The command line prints its own report after evaluating, not the trainer's after fit."""
+    trainer.print_report = False
+    return trainer
 
 
 def seed_model_init(config: RunConfig) -> None:

@@ -7,6 +7,7 @@ training-state files. Loading stays safe: `weights_only`, never arbitrary unpick
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,21 @@ class PytorchTreadmillMethods:
     @stop_training.setter
     def stop_training(self: Trainer, value: bool) -> None:  # type: ignore[misc]
         self.should_stop = value
+
+    @property
+    def report(self: Trainer) -> Any:  # type: ignore[misc]
+        """The end-of-training report of the last `fit()` (None before one)."""
+        return self.training_report
+
+    def _finish_report(self: Trainer, started: float, start_time: Any) -> None:  # type: ignore[misc]
+        """Fill `training_report` at the end of fit, and print it when progress output is on."""
+        from treadmill.report import create_training_report_from_trainer, display_training_report
+
+        self.hardware_monitor.sample()
+        self.training_report = create_training_report_from_trainer(
+            self, start_time=start_time, training_time=time.perf_counter() - started)
+        if self.print_report and self.config.progress_bar and self.dist.is_main:
+            display_training_report(self.training_report)
 
     def load_checkpoint(self: Trainer, filepath: str | Path, resume_training: bool = True) -> dict[str, Any]:  # type: ignore[misc]
         """Load a checkpoint safely: everything to continue from it (`resume_training`) or only its

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from treadmill.validation import ConfigError
 
-__all__ = ["create_experiment_dir", "experiment_dir_name", "zone"]
+__all__ = ["create_experiment_dir", "experiment_dir_name", "is_experiment_dir", "zone"]
+
+_PATTERN = re.compile(r"^.+-experiment-\d{2}-\d{2}-\d{4}-\d{2}-\d{2}-\d{2}[ap]m-.+$")
 
 # The short names pytorch-treadmill documents, as IANA zones.
 _SHORT_ZONES = {"IST": "Asia/Kolkata", "EST": "US/Eastern", "PST": "US/Pacific", "UTC": "UTC"}
@@ -47,6 +49,11 @@ def experiment_dir_name(project_name: str | None, timezone: str = "UTC", now: da
     project = re.sub(r"[^0-9A-Za-z_-]", "_", project_name or _default_project())
     clock = moment.strftime("%I-%M-%S%p").lower()
     return f"{project}-experiment-{moment.strftime('%d-%m-%Y')}-{clock}-{timezone}"
+
+
+def is_experiment_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether path's last part is an experiment directory name (made by create_experiment_dir)."""
+    return bool(_PATTERN.match(Path(path).name))
 
 
 def create_experiment_dir(base_dir: str | os.PathLike[str] = "./checkpoints", project_name: str | None = None,
