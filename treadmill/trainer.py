@@ -138,7 +138,8 @@ class Trainer:
         user_callbacks = list(callbacks or [])
         configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
         self.callbacks: list[Callback] = user_callbacks + configured
-        self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main)
+        self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main,
+                                         monitor=self.config.monitor, mode=self.monitor_mode, max_steps=self.config.max_steps)
         self.history: dict[str, Any] = {"train_metrics": [], "val_metrics": [], "total_epochs": 0}
         self.global_step = 0
         self.epoch = 0
@@ -228,6 +229,7 @@ class Trainer:
                 if self._stop_now(sync=True):
                     break
         except BaseException as exc:
+            self.progress.close()  # a live bar must not outlive the loop (the cursor stays hidden)
             for cb in self.callbacks:
                 cb.on_exception(self, exc)
             raise
@@ -241,7 +243,7 @@ class Trainer:
         running = self._running
         if skip_batches == 0:
             running.reset()
-        self.progress.start_epoch(epoch, config.epochs, total_batches)
+        self.progress.start_epoch(epoch, config.epochs, total_batches, done=skip_batches)
         group_weight: Any = 0
         samples_seen, started = 0, time.perf_counter()
         self.batch_in_epoch = skip_batches
@@ -369,7 +371,7 @@ class Trainer:
             scalars["grad_norm"] = self.last_grad_norm = float(self._grad_norm)  # before clipping
         if self.scaler is not None:
             scalars["skipped_steps"] = float(self.skipped_steps)
-        self.progress.update(self.batch_in_epoch, scalars["loss"], scalars["lr"], samples_per_s)
+        self.progress.update(self.batch_in_epoch, scalars["loss"], scalars["lr"], samples_per_s, step=self.global_step)
         for cb in self.callbacks:
             cb.on_log(self, scalars)
 
@@ -389,7 +391,7 @@ class Trainer:
         finally:
             deferred, self._deferred_saves = self._deferred_saves, None
         self._record_history(metrics)
-        self.progress.end_epoch(metrics)
+        self.progress.end_epoch(metrics, self.history)
         self.epoch = epoch + 1
         self.batch_in_epoch = 0
         for path in deferred:
@@ -449,7 +451,8 @@ class Trainer:
         loader = dataloader if dataloader is not None else self.val_dataloader
         if loader is None:
             raise ValueError("Trainer.evaluate needs a dataloader (none given and no val_dataloader).")
-        running = evaluation_means(self, loader)
+        with self.progress.track("validating" if prefix == "val_" else "evaluating", batches_in_epoch(loader)) as bar:
+            running = evaluation_means(self, loader, on_batch=bar.advance)
         reduce = self._all_reduce if self.dist.enabled else None
         return {f"{prefix}{k}": v for k, v in self._derive_metrics(running.compute(reduce)).items()}
 

@@ -7,7 +7,7 @@ subclass that changes how a batch is fed or scored is evaluated the way it is tr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -37,8 +37,10 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def evaluation_means(trainer: Trainer, loader: Iterable[Any]) -> RunningMeans:
-    """Loss (weighted like training) and metrics over every batch of the loader, as running means."""
+def evaluation_means(trainer: Trainer, loader: Iterable[Any],
+                     on_batch: Callable[[], None] | None = None) -> RunningMeans:
+    """Loss (weighted like training) and metrics over every batch of the loader, as running means;
+    `on_batch()` after each batch (a progress bar's advance)."""
     running = RunningMeans()
     with eval_mode(trainer.model), torch.inference_mode():
         for index, batch in enumerate(loader):
@@ -52,6 +54,8 @@ def evaluation_means(trainer: Trainer, loader: Iterable[Any]) -> RunningMeans:
             running.update("loss", loss, batch_size if weight is None else weight)
             for name, value in trainer._compute_metrics(batch, predictions).items():
                 running.update(name, value, batch_size)
+            if on_batch is not None:
+                on_batch()
     return running
 
 
