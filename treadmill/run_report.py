@@ -130,7 +130,7 @@ def _facts(report: RunReport) -> list[tuple[str, str]]:
         facts.append(("best", f"{report.monitor} {format_value(report.monitor, report.best)} at epoch {report.best_epoch}"))
     if report.last_epoch:
         facts.append(("last epoch", "  ".join(f"{k} {format_value(k, v)}" for k, v in report.last_epoch.items())))
-    facts += [(f"weights ({role})", path) for role, path in report.weights.items()]
+    facts += [("weights", f"{path} ({role})") for role, path in report.weights.items()]
     return facts
 
 
@@ -150,11 +150,11 @@ def _result_columns(results: Mapping[str, Mapping[str, float]]) -> list[str]:
 
 def report_lines(report: RunReport) -> list[str]:
     """The report as plain lines (no escape codes), for logs and files."""
-    lines = ["Run report"] + [f"  {label + ':':<18} {text}" for label, text in _facts(report)]
+    lines = ["Run report"] + [f"  {label + ':':<12} {text}" for label, text in _facts(report)]
     columns = _result_columns(report.results)
     for split, metrics in report.results.items():
         pairs = zip(columns, _result_cells(metrics, columns), strict=True)
-        lines.append(f"  {split + ':':<18} " + "  ".join(f"{name} {cell}" for name, cell in pairs if cell))
+        lines.append(f"  {split + ':':<12} " + "  ".join(f"{name} {cell}" for name, cell in pairs if cell))
     if report.run_dir is not None:
         lines.append(f"Run directory: {report.run_dir}")
     return lines

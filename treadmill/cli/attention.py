@@ -38,10 +38,10 @@ class AttentionPicture:
             raise RunConfigError(f"--head {self.head}: choose a head from 1 to {n_heads}, 'mean' or 'all'.")
         return layer - 1, int(self.head) - 1
 
-    def write(self, loaded: Any, source: list[int], output: list[int], text: str) -> Path:
-        """Draw the attention of `output` (ids) for `source` (ids, from input `text`); the PNG's path."""
+    def figure(self, loaded: Any, source: list[int], output: list[int], text: str) -> Any:
+        """The picture of `output` (ids) decoded from `source` (ids, from input `text`), as a Figure."""
         from treadmill.data.tokenizers import token_names
-        from treadmill.plots import plot_attention, plot_attention_heads
+        from treadmill.plots import attention_figure, attention_grid_figure
         from treadmill.seq2seq.attention_maps import attention_maps
 
         try:
@@ -54,15 +54,18 @@ class AttentionPicture:
         cols = [token_names(tokenizers[side], [i])[0] for i, side in zip(maps.col_ids, maps.col_sides, strict=True)]
         cross = maps.kind == "cross"
         labels = ("source", "output") if cross else ("attended position", "query position")
-        which = f"{'cross' if cross else 'self'}-attention, layer {layer + 1}/{maps.n_layers}"
-        title = f"{text!r} -> {loaded.tgt_tokenizer.decode(output)!r}\n{which}"
+        title = (f"{text!r} -> {loaded.tgt_tokenizer.decode(output)!r}\n"
+                 f"{'cross' if cross else 'self'}-attention, layer {layer + 1}/{maps.n_layers}")
         weights = maps.weights[layer]  # (heads, rows, cols)
         if head == "all" and maps.n_heads > 1:
-            return plot_attention_heads(weights, cols, rows, out=self.png, title=f"{title}, all {maps.n_heads} heads",
-                                        xlabel=labels[0], ylabel=labels[1])
+            return attention_grid_figure(weights, cols, rows, f"{title}, all {maps.n_heads} heads", *labels)
         if head == "mean":
-            return plot_attention(weights.mean(0), cols, rows, out=self.png, title=f"{title}, mean of {maps.n_heads} heads",
-                                  xlabel=labels[0], ylabel=labels[1])
-        head = 0 if head == "all" else head  # one head only: it is the whole grid
-        return plot_attention(weights[head], cols, rows, out=self.png, title=f"{title}, head {head + 1}/{maps.n_heads}",
-                              xlabel=labels[0], ylabel=labels[1])
+            return attention_figure(weights.mean(0), cols, rows, f"{title}, mean of {maps.n_heads} heads", *labels)
+        index = head if isinstance(head, int) else 0  # "all" of a single head: that head
+        return attention_figure(weights[index], cols, rows, f"{title}, head {index + 1}/{maps.n_heads}", *labels)
+
+    def write(self, loaded: Any, source: list[int], output: list[int], text: str) -> Path:
+        """Write the picture (see `figure`) to the PNG; returns its path."""
+        self.png.parent.mkdir(parents=True, exist_ok=True)
+        self.figure(loaded, source, output, text).savefig(self.png, dpi=100, format="png")
+        return self.png

@@ -86,7 +86,9 @@ def attention_maps(model: nn.Module, src: Sequence[int], output: Sequence[int], 
         weights = returned[0].float().cpu()[None, None]  # (1, 1, rows, cols)
     if encoder_decoder:
         rows = [*output, EOS_ID][: len(output) + int(finished)]
-        return AttentionMaps(weights[:, :, : len(rows)], "cross", rows, source, ["tgt"] * len(rows), ["src"] * len(source))
+        row_sides: list[Side] = ["tgt"] * len(rows)
+        col_sides: list[Side] = ["src"] * len(source)
+        return AttentionMaps(weights[:, :, : len(rows)], "cross", rows, source, row_sides, col_sides)
     sequence = [*source, BOS_ID, *output]
-    sides: list[Side] = ["src"] * len(source) + ["tgt"] * (len(output) + 1)
+    sides: list[Side] = ["src" if i < len(source) else "tgt" for i in range(len(sequence))]
     return AttentionMaps(weights, "self", sequence, sequence, sides, sides)

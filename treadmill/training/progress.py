@@ -157,7 +157,8 @@ class ProgressReporter:
         self._run_started: float | None = None
         self._epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
         self._first_step: tuple[int, float] | None = None
-        self._epoch, self._epochs, self._total = 0, 1, None
+        self._epoch, self._epochs = 0, 1
+        self._total: int | None = None
         self._epoch_start = self._last_plain = 0.0
         self._first_batch = 0  # batches of the epoch done before it started here (resume)
 
@@ -223,11 +224,11 @@ class ProgressReporter:
         if not self.enabled:
             yield Counter()
         elif self._progress is not None:
-            counter = _RichCounter(self._progress, description, total, unit, owns=False)
+            live = _RichCounter(self._progress, description, total, unit, owns=False)
             try:
-                yield counter
+                yield live
             finally:
-                counter.close()
+                live.close()
         else:
             with progress_task(description, total, unit, stream=self.stream, terminal=self.interactive,
                                every_s=self.plain_every_s, clock=self.clock) as counter:
