@@ -64,7 +64,7 @@ def test_curves_draw_every_logged_step_and_validation_points_on_the_same_axes(tm
     assert valid.get_marker() == "o"
     assert loss_ax.get_xlabel() == "step" and loss_ax.get_ylabel() == "loss"
     lr_lines = fig.axes[2].get_lines()
-    assert len(lr_lines) == 2 and list(lr_lines[0].get_ydata()) == [1e-3] * 12
+    assert len(lr_lines) == 1 and list(lr_lines[0].get_ydata()) == [1e-3] * 12  # the schedule, unsmoothed
     monitored = lines_by_kind(fig.axes[1])
     assert set(monitored) == {"valid"} and list(monitored["valid"][0][1].get_ydata()) == pytest.approx([0.2, 0.4, 0.6])
 

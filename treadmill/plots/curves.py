@@ -75,7 +75,9 @@ class _Run:
 
 def _draw_metric(ax: object, run: _Run, name: str, colour: str, index: int, weight: float) -> None:
     """Training values (per step if logged, else per epoch) and validation points of one run."""
-    if name in run.steps:
+    if name == "lr" and name in run.steps:  # a schedule is exact: nothing to smooth
+        ax.plot(run.step_x, run.steps[name], color=colour, linewidth=1.6, gid=f"train:{index}")  # type: ignore[attr-defined]
+    elif name in run.steps:
         raw = run.steps[name]
         ax.plot(run.step_x, raw, color=colour, alpha=0.25, linewidth=0.8, gid=f"train-raw:{index}")  # type: ignore[attr-defined]
         ax.plot(run.step_x, smooth(raw, weight), color=colour, linewidth=1.6, gid=f"train:{index}")  # type: ignore[attr-defined]
