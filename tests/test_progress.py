@@ -96,7 +96,7 @@ def test_epoch_table_has_a_row_per_metric_and_the_best_column():
     lines = out.getvalue().splitlines()
     assert lines[0].strip() == "Epoch 1/2  3.0s"
     header = next(line for line in lines if "train" in line)
-    assert header.index("train") < header.index("valid") < header.index("best")
+    assert header.index("train") < header.index("valid") < header.index("best so far")
     row = next(line for line in lines if "loss (monitored)" in line)
     assert "1.0000" in row and "0.9000" in row and "0.9000 @ epoch 1, new best" in row
 
@@ -185,9 +185,12 @@ def test_progress_task_is_silent_when_quick_and_reports_when_slow():
         "decoding test: 100 rows in 20.0s",
     ]
     tty = io.StringIO()
-    with progress_task("decoding test", 4, "rows", stream=tty, terminal=True, width=100) as bar:
-        bar.advance(3)
-    assert "decoding test" in ESCAPE.sub("", tty.getvalue()) and "\x1b[" in tty.getvalue()
+    with progress_task("decoding test", 100, "rows", stream=tty, terminal=True, width=100, clock=clock) as bar:
+        clock.now += 5.0
+        bar.advance(25)
+    drawn = ESCAPE.sub("", tty.getvalue())
+    assert "\x1b[" in tty.getvalue() and "decoding test" in drawn
+    assert "25/100" in drawn and "rows  5.0/s  ETA 15.0s" in drawn  # 75 rows left at 5 a second
 
 
 def tiny_trainer(**kwargs):

@@ -156,11 +156,12 @@ def epoch_table(title: str, rows: Sequence[SummaryRow]) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  show_edge=False)
     table.add_column("metric")
     table.add_column("train", justify="right")
     table.add_column("valid", justify="right")
-    table.add_column("best", justify="right")
+    table.add_column("best so far")
     for row in rows:
         best = _best_text(row)
         table.add_row(

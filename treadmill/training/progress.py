@@ -79,14 +79,24 @@ class _PlainCounter(Counter):
 
 
 class _RichCounter(Counter):
-    """One task of a live rich Progress; removed from the display when closed."""
+    """One task of a live rich Progress, with its rate and ETA; removed from the display when closed."""
 
-    def __init__(self, progress: Any, description: str, total: int | None, unit: str, owns: bool) -> None:
-        self.progress, self.owns = progress, owns
+    def __init__(self, progress: Any, description: str, total: int | None, unit: str, owns: bool,
+                 clock: Clock) -> None:
+        self.progress, self.owns, self.total, self.unit, self.clock = progress, owns, total, unit, clock
+        self.done, self.started = 0, clock()
         self.task = progress.add_task(description, total=total, stats=unit)
 
     def advance(self, n: int = 1) -> None:
-        self.progress.advance(self.task, n)
+        self.done += n
+        elapsed = self.clock() - self.started
+        stats = self.unit
+        if elapsed > 0 and self.done:
+            rate = self.done / elapsed
+            stats += f"  {rate:,.1f}/s"
+            if self.total:
+                stats += f"  ETA {format_duration(max(self.total - self.done, 0) / rate)}"
+        self.progress.update(self.task, advance=n, stats=stats, refresh=True)  # per batch: cheap, and exact
 
     def close(self) -> None:
         self.progress.remove_task(self.task)
@@ -124,7 +134,7 @@ def progress_task(description: str, total: int | None, unit: str = "batches", *,
     elif is_terminal(stream) if terminal is None else terminal:
         progress = _live_progress(_console(stream, width), stream, clock)
         progress.start()
-        counter = _RichCounter(progress, description, total, unit, owns=True)
+        counter = _RichCounter(progress, description, total, unit, owns=True, clock=clock)
     else:
         counter = _PlainCounter(description, total, unit, stream, every_s, clock)
     try:
@@ -224,7 +234,7 @@ class ProgressReporter:
         if not self.enabled:
             yield Counter()
         elif self._progress is not None:
-            live = _RichCounter(self._progress, description, total, unit, owns=False)
+            live = _RichCounter(self._progress, description, total, unit, owns=False, clock=self.clock)
             try:
                 yield live
             finally:
