@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from treadmill import OptimizerConfig, Trainer, TrainingConfig
+from treadmill.callbacks import Callback
 from treadmill.run_report import RunReport, print_run_report, report_lines, run_report
 from treadmill.training.progress import ProgressReporter
 
@@ -40,14 +41,20 @@ def test_report_figures_come_from_the_trainer(tmp_path):
                               "last": str(tmp_path / "checkpoints" / "last.pt")}
 
 
-def test_report_without_a_run_time_takes_the_progress_reporters_clock(tmp_path):
+def test_report_without_a_run_time_takes_the_training_time_the_progress_reporter_measured(tmp_path):
     now = [50.0]
+
+    class Tick(Callback):  # each epoch takes 21 s on this clock
+        def on_epoch_end(self, trainer, epoch, metrics):
+            now[0] += 21.0
+
     torch.manual_seed(0)
     data = [(torch.randn(8, 3), torch.randn(8, 1))]
-    trainer = Trainer(nn.Linear(3, 1), TrainingConfig(epochs=2, progress_bar=False), data, loss_fn=nn.MSELoss())
+    trainer = Trainer(nn.Linear(3, 1), TrainingConfig(epochs=2, progress_bar=False), data, loss_fn=nn.MSELoss(),
+                      callbacks=[Tick()])
     trainer.progress = ProgressReporter(enabled=False, stream=io.StringIO(), clock=lambda: now[0])
-    trainer.fit()  # the first epoch starts at 50 s
-    now[0] = 92.0
+    trainer.fit()
+    now[0] += 100.0  # time after fit() is not training time
     report = run_report(trainer)
     assert report.train_seconds == 42.0
     assert report.monitor is None and report.best is None  # no validation: no val_loss to be best at

@@ -165,6 +165,7 @@ class ProgressReporter:
         self._progress: Any = None
         self._task: Any = None
         self._run_started: float | None = None
+        self._last_end: float | None = None  # when the last epoch ended
         self._epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
         self._first_step: tuple[int, float] | None = None
         self._epoch, self._epochs = 0, 1
@@ -174,8 +175,12 @@ class ProgressReporter:
 
     @property
     def elapsed(self) -> float:
-        """Seconds since the first epoch of this reporter started."""
-        return 0.0 if self._run_started is None else self.clock() - self._run_started
+        """Seconds of training: from the first epoch's start to the last epoch's end (to now while
+        an epoch runs)."""
+        if self._run_started is None:
+            return 0.0
+        end = self.clock() if self._progress is not None or self._last_end is None else self._last_end
+        return end - self._run_started
 
     def start_epoch(self, epoch: int, epochs: int, total_batches: int | None, done: int = 0) -> None:
         """Begin showing progress of one epoch (0-based `epoch` of `epochs`; `done` batches of it
@@ -247,7 +252,7 @@ class ProgressReporter:
     def end_epoch(self, metrics: Mapping[str, float], history: Mapping[str, Any] | None = None) -> None:
         """Close the bar and show the epoch's summary (`history`: the trainer's, this epoch included)."""
         self.close()
-        now = self.clock()
+        now = self._last_end = self.clock()
         self._epoch_seconds.append(now - self._epoch_start)
         if self.quiet:
             return
