@@ -172,9 +172,8 @@ def test_progress_bar_false_prints_only_epoch_summaries():
     reporter.start_epoch(0, 1, 10)
     reporter.update(5, 0.5, 1e-3, 100.0)
     reporter.end_epoch({"loss": 0.5})
-    assert stream.getvalue().count("\n") == 1 and stream.getvalue().startswith(
-        "Epoch 1/1  loss 0.5000"
-    )
+    assert stream.getvalue().count("\n") == 1
+    assert stream.getvalue().startswith("Epoch 1/1  0.0s  loss 0.5000")
 
 
 @pytest.mark.slow

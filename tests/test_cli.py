@@ -90,6 +90,15 @@ def test_train_writes_the_run_directory(tiny_run):
     for line, row in zip(lines[header + 1:header + 3], (rows[1], rows[21]), strict=True):
         assert line.strip().startswith("✓" if row[2] == row[1] else "✗")
     assert "history" not in json.loads(lines[-1]) and "test" in json.loads(lines[-1])
+    # not a terminal: one plain summary line per epoch, then the plain end-of-run report
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    epochs = [line for line in lines if line.startswith("Epoch ")]
+    assert len(epochs) == 2 and "loss " in epochs[1] and "[best " in epochs[1]
+    report = lines[lines.index("Run report"):-1]
+    assert report[-1] == f"Run directory: {run}"
+    assert any(line.startswith("  model:       TransformerSeq2Seq: ") for line in report)
+    assert any(line.startswith("  best:        val_loss ") for line in report)
+    assert f"  weights:     {run / 'checkpoints' / 'best.safetensors'} (evaluated)" in report
 
 
 def test_g2p_validation_and_test_report_wer_as_the_share_of_wrong_words(tmp_path):
@@ -273,15 +282,50 @@ def test_tasks_lists_every_builtin_task():
 
 
 def test_generate_writes_the_attention_heatmap_and_plot_overlays_runs(tiny_run, tmp_path):
+    import matplotlib.image
+
     root, _, _ = tiny_run
     png = tmp_path / "attention.png"
-    result = treadmill("generate", root / "run", "a1 a2 a3", "--attention", png)
+    result = treadmill("generate", root / "run", "a1 a2 a3", "--attention", png, "--layer", "1", "--head", "2")
     assert result.returncode == 0, result.stderr
-    assert png.stat().st_size > 5_000
-    curves = tmp_path / "curves.png"
-    plotted = treadmill("plot", root / "run", root / "run", "--metrics", "loss,val_loss", "--out", curves)
+    assert f"Wrote {png}" in result.stderr and len(result.stdout.splitlines()) == 1  # stdout keeps the output only
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width == 410  # one head, four source tokens (a1 a2 a3 <eos>): (0.4 x 4 + 2.5) inches at 100 dpi
+    plotted = treadmill("plot", root / "run", root / "run", "--metrics", "loss,val_loss")
     assert plotted.returncode == 0, plotted.stderr
-    assert curves.stat().st_size > 5_000
+    curves = root / "run" / "curves.png"  # by default in the (first) run directory, and it says so
+    assert plotted.stdout.strip() == f"Wrote {curves}"
+    assert matplotlib.image.imread(curves).shape[:2] == (400, 960)  # loss and learning-rate panels
+    bad = treadmill("plot", root / "run", "--metrics", "blue")
+    assert bad.returncode == 2 and "['blue']" in bad.stderr and "bleu, " in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_eval_on_a_terminal_shows_decoding_progress_and_still_ends_with_json(tiny_run):
+    import os
+    import pty
+    import re
+
+    root, _, _ = tiny_run
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "treadmill.cli", "eval", str(root / "run")],
+                               stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "120"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=600) == 0
+    raw = b"".join(chunks).decode("utf-8", "replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+    assert "decoding test" in text and "━" in text and "/40" in text  # the bar, counting the 40 test rows
+    metrics = json.loads(text.replace("\r", "").strip().splitlines()[-1])
+    assert 0.0 <= metrics["exact_match"] <= 1.0
 
 
 def test_overrides_may_follow_options():
@@ -373,3 +417,12 @@ def test_eval_of_a_fine_tuned_run_loads_the_fine_tuned_weights(tiny_run, tmp_pat
     state = model.state_dict()
     assert all(torch.equal(state[key], value) for key, value in tuned.items())
     assert not all(torch.equal(state[key], value) for key, value in before.items())
+
+
+def test_layer_and_head_without_attention_are_refused_before_anything_loads():
+    from treadmill.cli import _parse
+    from treadmill.cli.config import RunConfigError
+    from treadmill.cli.generate import run
+
+    with pytest.raises(RunConfigError, match="give --attention too"):
+        run(_parse(["generate", "no_such_run", "a1", "--head", "2"]))

@@ -40,11 +40,14 @@ def test_spread_rows_is_empty_when_nothing_is_asked_or_there_is_nothing():
 def test_the_results_table_has_a_row_per_split_with_its_headline_figures():
     import io
 
-    from treadmill.cli.report import results_table
+    from rich.console import Console
+
+    from treadmill.run_report import results_table
 
     out = io.StringIO()
-    results_table({"valid": {"loss": 0.25, "exact_match": 0.5, "wer": 0.5},
-                   "test": {"loss": 0.5, "exact_match": 0.625, "wer": 0.375, "bleu": 71.25}}, file=out)
+    Console(file=out, width=100).print(results_table({
+        "valid": {"loss": 0.25, "exact_match": 0.5, "wer": 0.5},
+        "test": {"loss": 0.5, "exact_match": 0.625, "wer": 0.375, "bleu": 71.25}}))
     lines = [line for line in out.getvalue().splitlines() if "valid" in line or "test" in line]
     assert len(lines) == 2
     assert "0.25" in lines[0] and "50.0%" in lines[0]

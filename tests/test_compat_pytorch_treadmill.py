@@ -312,10 +312,12 @@ def test_the_report_after_fit_and_its_renderings(tmp_path, capsys):
     assert report.final_metrics["accuracy"] == trainer.history["accuracy"][-1]
     assert report.optimizer == "Adam" and report.total_checkpoints == 2  # best.safetensors, last.pt
     assert report.avg_ram_mb > 0 and trainer.hardware_monitor.get_summary()["num_gpus"] == torch.cuda.device_count()
-    assert "Training report" in printed and "\x1b[" not in printed  # captured output is not a terminal: plain
+    assert "Run report" in printed and "Hardware use: " in printed  # the report `treadmill train` prints
+    assert "\x1b[" not in printed  # captured output is not a terminal: plain
     terminal = io.StringIO()
     display_training_report(report, file=terminal, terminal=True)
     assert "\x1b[" in terminal.getvalue() and "Classifier: 227 parameters" in terminal.getvalue()
+    assert saved_run_is_plain(report)
     save_report_to_file(report, tmp_path / "report.json")
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["total_epochs"] == 2 and saved["model_name"] == "Classifier" and "T" in saved["start_time"]
@@ -330,4 +332,11 @@ def test_the_command_line_does_not_print_the_trainers_report_too(tmp_path, capsy
         "model: {name: transformer, d_model: 16, n_heads: 2, n_encoder_layers: 1, n_decoder_layers: 1, d_ff: 32}\n"
         "training: {epochs: 1}\nevaluation: {samples: 0}\ndiagnostics: {enabled: false}\n")
     assert main(["train", str(config_file), "--run-dir", str(tmp_path / "run")]) == 0
-    assert "Training report" not in capsys.readouterr().out
+    assert capsys.readouterr().out.count("Run report") == 1  # the command line's, not the trainer's too
+
+
+def saved_run_is_plain(report):
+    """The report (with the run report inside) is JSON-ready."""
+    import json
+
+    return json.loads(json.dumps(report.to_dict(), default=float))["run"]["model"] == "Classifier"

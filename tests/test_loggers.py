@@ -52,7 +52,8 @@ def test_metrics_csv_has_one_row_per_epoch_with_the_history_values(tmp_path):
     (tmp_path / "metrics.csv").write_text("stale,file\n1,2\n")  # a fresh run replaces it
     _, history = train([LateMetric(), CSVLogger(tmp_path)])
     rows = read_csv(tmp_path / "metrics.csv")
-    assert list(rows[0]) == ["epoch", "step", "loss", "val_loss", "late"]
+    assert list(rows[0]) == ["epoch", "step", "elapsed_s", "loss", "val_loss", "late"]
+    assert 0 < float(rows[0]["elapsed_s"]) <= float(rows[1]["elapsed_s"]) <= float(rows[2]["elapsed_s"])
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3] and [int(r["step"]) for r in rows] == [
         4,
         8,
@@ -97,6 +98,9 @@ def test_resumed_run_keeps_the_earlier_rows(tmp_path):
     rows = read_csv(tmp_path / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert [float(r["loss"]) for r in rows] == history["loss"]
+    # the resumed part's clock continues from the first part's: wall-clock curves stay ordered
+    times = [float(r["elapsed_s"]) for r in rows]
+    assert times == sorted(times) and len(set(times)) == 4
     assert [int(r["step"]) for r in read_csv(tmp_path / "steps.csv")] == [
         2,
         4,

@@ -73,20 +73,20 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"Checkpoint file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
         return {"model": _load_safetensors(path, map_location)}
+    if not _is_torch_file(path):  # random bytes make the unpickler fail in arbitrary ways: say what it is
+        raise CheckpointError(
+            f"{str(path)!r} is not a PyTorch checkpoint, or is corrupted: it does not start like a file "
+            "torch.save writes (a zip archive). Point at a last.pt / best.safetensors that training wrote."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if not _is_torch_file(path):  # not a refused object: the bytes are no checkpoint at all
-            raise CheckpointError(
-                f"{str(path)!r} is not a PyTorch checkpoint, or is corrupted: it does not start like a file "
-                "torch.save writes (a zip archive). Point at a last.pt / best.safetensors that training wrote."
-            ) from err
         raise CheckpointError(
             f"Refusing to load {str(path)!r}: it contains Python objects that would need arbitrary "
             "unpickling (code execution), and Treadmill only loads tensors and plain data "
             f"(torch.load weights_only=True). Re-save it as a state dict or safetensors. Detail: {err}"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as err:
         raise CheckpointError(f"Checkpoint file {str(path)!r} is unreadable or truncated: {err}") from err
     if not isinstance(state, Mapping):
         raise CheckpointError(f"Checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict of state.")

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from treadmill.run_report import RunReport, print_run_report, run_report
 from treadmill.training.display import COLORS, format_time
 from treadmill.training.hardware import HardwareMonitor
 
@@ -62,6 +63,7 @@ class TrainingReport:
     num_gpus: int = 0
     gpu_memory_used_mb: float | None = None
     gpu_memory_total_mb: float | None = None
+    run: RunReport | None = None  # Treadmill's end-of-run report of the same run: what is printed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (times as ISO strings), for JSON."""
@@ -104,6 +106,7 @@ def create_training_report_from_trainer(trainer: Trainer, start_time: datetime |
         early_stop_epoch=epochs if trainer.should_stop and epochs < config.epochs else None,
         **_checkpoints(config.checkpoint_dir),
         **trainer.hardware_monitor.get_summary(),
+        run=run_report(trainer, train_seconds=seconds),
     )
     return report
 
@@ -142,10 +145,28 @@ def report_lines(report: TrainingReport) -> list[str]:
     return lines
 
 
+def _hardware_use(report: TrainingReport) -> str | None:
+    parts = []
+    if report.avg_cpu_percent is not None:
+        parts.append(f"CPU {report.avg_cpu_percent:.0f}% mean, {report.max_cpu_percent:.0f}% peak")
+    if report.max_ram_mb is not None:
+        parts.append(f"RAM {report.max_ram_mb:,.0f} MiB peak")
+    if report.gpu_memory_used_mb is not None:
+        parts.append(f"GPU memory {report.gpu_memory_used_mb:,.0f} of {report.gpu_memory_total_mb:,.0f} MiB")
+    return "Hardware use: " + "; ".join(parts) if parts else None
+
+
 def display_training_report(report: TrainingReport, file: TextIO | None = None, terminal: bool | None = None) -> None:
-    """Print the report: a rich panel on a terminal, plain lines elsewhere."""
+    """Print the report: a rich panel on a terminal, plain lines elsewhere (the same end-of-run
+    report `treadmill train` prints, with the hardware use under it)."""
     stream = file or sys.stdout
-    lines = report_lines(report)
+    if report.run is not None:
+        print_run_report(report.run, file=stream, terminal=terminal)
+        use = _hardware_use(report)
+        if use:
+            print(use, file=stream, flush=True)
+        return
+    lines = report_lines(report)  # a report filled by hand, without the trainer
     if not (stream.isatty() if terminal is None else terminal):
         print("\n".join(lines), file=stream, flush=True)
         return

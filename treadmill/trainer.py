@@ -153,7 +153,8 @@ class Trainer(PytorchTreadmillMethods):
         user_callbacks = list(callbacks or [])
         configured = from_config(self.config, user_callbacks, has_val_loader=self.val_dataloader is not None, warn=self.warn)
         self.callbacks: list[Callback] = user_callbacks + configured
-        self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main)
+        self.progress = ProgressReporter(enabled=self.config.progress_bar and self.dist.is_main, quiet=not self.dist.is_main,
+                                         monitor=self.config.monitor, mode=self.monitor_mode, max_steps=self.config.max_steps)
         self.history: dict[str, Any] = new_history()
         self.global_step = 0
         self.epoch = 0
@@ -262,6 +263,7 @@ class Trainer(PytorchTreadmillMethods):
                 if self._stop_now(sync=True):
                     break
         except BaseException as exc:
+            self.progress.close()  # a live bar must not outlive the loop (the cursor stays hidden)
             for cb in self.callbacks:
                 cb.on_exception(self, exc)
             raise
@@ -275,7 +277,7 @@ class Trainer(PytorchTreadmillMethods):
         running = self._running
         if skip_batches == 0:
             running.reset()
-        self.progress.start_epoch(epoch, config.epochs, total_batches)
+        self.progress.start_epoch(epoch, config.epochs, total_batches, done=skip_batches)
         group_weight: Any = 0
         samples_seen, started = 0, time.perf_counter()
         self.batch_in_epoch = skip_batches
@@ -409,7 +411,7 @@ class Trainer(PytorchTreadmillMethods):
             scalars["grad_norm"] = self.last_grad_norm = float(self._grad_norm)  # before clipping
         if self.scaler is not None:
             scalars["skipped_steps"] = float(self.skipped_steps)
-        self.progress.update(self.batch_in_epoch, scalars["loss"], scalars["lr"], samples_per_s)
+        self.progress.update(self.batch_in_epoch, scalars["loss"], scalars["lr"], samples_per_s, step=self.global_step)
         for cb in self.callbacks:
             cb.on_log(self, scalars)
 
@@ -431,7 +433,7 @@ class Trainer(PytorchTreadmillMethods):
         self._record_history(metrics)
         warn_if_overfitting(self, metrics)
         self.hardware_monitor.sample()
-        self.progress.end_epoch(metrics)
+        self.progress.end_epoch(metrics, self.history)
         self.epoch = epoch + 1
         self.batch_in_epoch = 0
         for path, info in deferred:
@@ -487,7 +489,9 @@ class Trainer(PytorchTreadmillMethods):
         loader = dataloader if dataloader is not None else self.val_dataloader
         if loader is None:
             raise ValueError("Trainer.evaluate needs a dataloader (none given and no val_dataloader).")
-        running = evaluation_means(self, loader, "val_dataloader" if loader is self.val_dataloader else "the evaluation loader")
+        name = "val_dataloader" if loader is self.val_dataloader else "the evaluation loader"
+        with self.progress.track("validating" if prefix == "val_" else "evaluating", batches_in_epoch(loader)) as bar:
+            running = evaluation_means(self, loader, name, on_batch=bar.advance)
         reduce = self._all_reduce if self.dist.enabled else None
         return {f"{prefix}{k}": v for k, v in self._derive_metrics(running.compute(reduce)).items()}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,16 +85,22 @@ class _CSVTable:
 
 class CSVLogger(Callback):
     """`metrics.csv` (one row per epoch: epoch, step, every metric) and `steps.csv` (the on_log
-    scalars, one row per logged step) in `run_dir`; a resumed run keeps the rows before it."""
+    scalars, one row per logged step) in `run_dir`; a resumed run keeps the rows before it.
+
+    Both carry `elapsed_s`, the seconds of training so far (a resumed run continues from the
+    time its rows reached, so curves over wall-clock time have no gap or overlap).
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
-        self.metrics = _CSVTable(self.run_dir / "metrics.csv", ("epoch", "step"))
-        self.steps = _CSVTable(self.run_dir / "steps.csv", ("step", "epoch"))
+        self.metrics = _CSVTable(self.run_dir / "metrics.csv", ("epoch", "step", "elapsed_s"))
+        self.steps = _CSVTable(self.run_dir / "steps.csv", ("step", "epoch", "elapsed_s"))
         self._pending: dict[str, Any] | None = None
+        self._started, self._elapsed_before = time.perf_counter(), 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
         epoch, step = trainer.epoch, trainer.global_step
+        self._started, self._elapsed_before = time.perf_counter(), 0.0
         if step == 0:  # a fresh run replaces old files
             self.metrics.rows, self.steps.rows = [], []
             self.metrics._rewrite()
@@ -101,18 +108,23 @@ class CSVLogger(Callback):
             return
         self.metrics.load(lambda row: int(row["epoch"]) <= epoch)
         self.steps.load(lambda row: int(row["step"]) <= step)
+        times = [_float(row.get("elapsed_s")) for row in self.metrics.rows + self.steps.rows]
+        self._elapsed_before = max((t for t in times if t is not None), default=0.0)
+
+    def _elapsed(self) -> float:
+        return round(self._elapsed_before + time.perf_counter() - self._started, 3)
 
     def on_log(self, trainer: Trainer, scalars: dict[str, float]) -> None:
         # Several on_log calls at one step (trainer scalars, diagnostics) share one row.
         if self._pending is not None and self._pending["step"] != trainer.global_step:
             self._flush()
         if self._pending is None:
-            self._pending = {"step": trainer.global_step, "epoch": trainer.epoch + 1}
+            self._pending = {"step": trainer.global_step, "epoch": trainer.epoch + 1, "elapsed_s": self._elapsed()}
         self._pending.update(scalars)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self._flush()
-        self.metrics.add({"epoch": epoch + 1, "step": trainer.global_step, **metrics})
+        self.metrics.add({"epoch": epoch + 1, "step": trainer.global_step, "elapsed_s": self._elapsed(), **metrics})
 
     def on_train_end(self, trainer: Trainer) -> None:
         self._flush()
@@ -124,6 +136,13 @@ class CSVLogger(Callback):
         if self._pending is not None:
             self.steps.add(self._pending)
             self._pending = None
+
+
+def _float(cell: Any) -> float | None:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):  # an empty cell, or a file written before the column existed
+        return None
 
 
 class TensorBoardLogger(Callback):

@@ -117,6 +117,13 @@ def make_trainer(
     SequenceLevelTrainer ("mrt", "reinforce"), or the task kind's own (forecasts); with no
     "train" loader, a trainer that only evaluates."""
     training = dataclasses.replace(training or config.training, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+    trainer = _phase_trainer(config, task, model, loaders, training, callbacks, objective)
+    trainer.progress.headline = tuple(task.headline)  # the task's own figures in each epoch's summary
+    return trainer
+
+
+def _phase_trainer(config: RunConfig, task: Any, model: nn.Module, loaders: Mapping[str, Any],
+                   training: TrainingConfig, callbacks: list[Callback] | None, objective: str) -> Any:
     train_loader, valid_loader = loaders.get("train"), loaders.get("valid")
     if task.kind == "forecast":
         from treadmill.forecasting import ForecastTrainer

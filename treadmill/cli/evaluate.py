@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from treadmill.cli.build import build_loaders, make_trainer, reference_fn
 from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.cli.report import headline, print_samples, spread_rows
 from treadmill.cli.run_dir import add_refit_argument, load_ensemble, load_run
+from treadmill.training.progress import progress_task
 
 __all__ = ["add_parser", "run", "eval_run", "evaluate_splits", "decode_split"]
 
@@ -114,13 +116,21 @@ def decode_split(config: RunConfig, task: Any, trainer: Any, split: str, loader:
             if row in sample_rows:  # right if it matches any of the references, as the metrics count it
                 samples.append((row, texts[0] in {decode(r) for r in group}, source, reference, texts[0]))
 
-    try:
-        result = decode_loader(
-            trainer.model, loader, options, reference_fn(task, split), detokenize=decode, wer_unit=task.wer_unit,
-            device=trainer.device, max_batches=max_batches, variants=task.metric_variants, on_batch=record,
-        )
-    finally:
-        if handle:
-            handle.close()
+    # Decoding a split takes minutes with beam search: a bar on stderr says how far it is (stdout
+    # keeps the results, so `eval ... | tail -1` still reads the JSON).
+    with progress_task(f"decoding {split}", reachable, "rows", stream=sys.stderr, enabled=report) as bar:
+
+        def on_batch(batch: DecodedBatch) -> None:
+            record(batch)
+            bar.advance(len(batch.rows))
+
+        try:
+            result = decode_loader(
+                trainer.model, loader, options, reference_fn(task, split), detokenize=decode, wer_unit=task.wer_unit,
+                device=trainer.device, max_batches=max_batches, variants=task.metric_variants, on_batch=on_batch,
+            )
+        finally:
+            if handle:
+                handle.close()
     print_samples(split, samples, reachable, options)
     return result.metrics

@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
+from treadmill.cli.attention import AttentionPicture
 from treadmill.cli.config import RunConfigError, parse_overrides
 from treadmill.cli.run_dir import LoadedRun, add_refit_argument, load_run
 from treadmill.constants import PAD_ID
+from treadmill.training.progress import progress_task
 
 __all__ = ["add_parser", "run", "generate_lines"]
 
@@ -30,12 +32,18 @@ def add_parser(commands: Any) -> None:
                         help="generation setting, e.g. --set strategy=beam --set beam_size=5")
     parser.add_argument("--attention", metavar="PNG", help="write the attention heatmap of the first input")
     add_refit_argument(parser)
+    parser.add_argument("--layer", type=int, default=None, help="(--attention) decoder layer, from 1 (default: the last)")
+    parser.add_argument("--head", default="all",
+                        help="(--attention) a head number from 1, 'mean' (their average) or 'all' (a grid, default)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the outputs, one (or num_return_sequences) per input line."""
+    if not args.attention and (args.layer is not None or args.head != "all"):
+        raise RunConfigError("--layer and --head choose what --attention PNG draws; give --attention too.")
     texts = args.texts or read_stdin_lines()
-    for output in generate_lines(Path(args.run_dir), texts, args.settings, args.attention,
+    picture = AttentionPicture(Path(args.attention), args.layer, args.head) if args.attention else None
+    for output in generate_lines(Path(args.run_dir), texts, args.settings, picture,
                                  refit_tokenizers=args.refit_tokenizers):
         print(output, flush=True)
     return 0
@@ -65,8 +73,8 @@ def read_stdin_lines() -> list[str]:
     return decode_utf8(sys.stdin.buffer.read(), "<stdin>").splitlines()
 
 
-def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attention_png: str | None = None,
-                   refit_tokenizers: bool = False) -> list[str]:
+def generate_lines(run_dir: Path, texts: list[str], settings: list[str],
+                   attention: AttentionPicture | None = None, refit_tokenizers: bool = False) -> list[str]:
     """The output lines for the input texts (see the module docstring for their layout)."""
     from treadmill.seq2seq.evaluation import decode_loader
 
@@ -74,15 +82,15 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attenti
     if loaded.kind != "seq2seq":
         raise RunConfigError(f"`treadmill generate` decodes text; run '{run_dir}' is a {loaded.kind} run.")
     options = generation_options(loaded, settings)
-    if attention_png:
-        options["return_attention"] = True
     filled = [i for i, text in enumerate(texts) if text.strip()]  # blank lines are not decoded
     rows = [loaded.source_ids(texts[i]) for i in filled]
-    try:
-        decoded = decode_loader(loaded.model, _batches(rows, loaded.config.data.eval_batch_size), options,
-                                keep_hypotheses=True)
-    except ValueError as err:  # e.g. an input longer than the model's context
-        raise RunConfigError(f"`treadmill generate` on {run_dir}: {err}") from err
+    # Many lines take a while: a bar on stderr (stdout holds the outputs, one per input line).
+    with progress_task("generating", len(rows), "lines", stream=sys.stderr) as bar:
+        try:
+            decoded = decode_loader(loaded.model, _batches(rows, loaded.config.data.eval_batch_size), options,
+                                    keep_hypotheses=True, on_batch=lambda batch: bar.advance(len(batch.rows)))
+        except ValueError as err:  # e.g. an input longer than the model's context
+            raise RunConfigError(f"`treadmill generate` on {run_dir}: {err}") from err
     outputs = {i: [(score, loaded.tgt_tokenizer.decode(h)) for h, score in zip(hyps, scores, strict=True)]
                for i, hyps, scores in zip(filled, decoded.hypotheses, decoded.scores, strict=True)}
     n = int(options.get("num_return_sequences", 1))
@@ -94,8 +102,9 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str], attenti
         else:  # input, rank, score, hypothesis; a blank input keeps one line of its own
             lines.extend([f"{text}\t{rank}\t{score:.4f}\t{hyp}" for rank, (score, hyp) in enumerate(scored, start=1)]
                          or [f"{text}\t\t\t"])
-    if attention_png and filled and decoded.attention[0] is not None:
-        _plot_attention(loaded, rows[0], decoded.hypotheses[0][0], decoded.attention[0], Path(attention_png))
+    if attention is not None and filled:
+        path = attention.write(loaded, rows[0], decoded.hypotheses[0][0], texts[filled[0]])
+        print(f"Wrote {path}", file=sys.stderr)
     return lines
 
 
@@ -108,14 +117,3 @@ def _batches(rows: list[list[int]], batch_size: int) -> list[dict[str, torch.Ten
         src = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in chunk])  # (batch, src_len)
         batches.append({"src": src, "src_padding_mask": src == PAD_ID, "index": torch.arange(start, start + len(chunk))})
     return batches
-
-
-def _plot_attention(loaded: LoadedRun, source: list[int], output: list[int], weights: torch.Tensor, png: Path) -> None:
-    """The best hypothesis's attention over the first input, tokens named on both axes."""
-    from treadmill.plots import plot_attention
-
-    src_tokens = [loaded.src_tokenizer.decode([t]) or str(t) for t in source]
-    weights = weights[:, : len(src_tokens)]  # (output steps, src_len)
-    tgt_tokens = [loaded.tgt_tokenizer.decode([t]) or str(t) for t in output]
-    tgt_tokens = (tgt_tokens + ["<eos>"])[: weights.shape[0]]  # the last step may be EOS's
-    plot_attention(weights[: len(tgt_tokens)], src_tokens, tgt_tokens, out=png)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["headline", "spread_rows", "print_samples", "results_table"]
+__all__ = ["headline", "spread_rows", "print_samples"]
 
 
 def _percent(value: float) -> str:
@@ -52,28 +51,3 @@ def print_samples(split: str, samples: list[tuple[int, bool, str, str, str]], re
     print(f"{split} samples, {len(samples)} spread over {reachable:,} rows ({strategy} decoding):", flush=True)
     for _, right, source, reference, hypothesis in sorted(samples):
         print(f"  {'✓' if right else '✗'} {source!r:28} ref {reference!r:40} hyp {hypothesis!r}", flush=True)
-
-
-# The figures of a split's results table, in this order, where the split has them.
-_TABLE_METRICS = ("loss", "exact_match", "wer", "per", "wer_nostress", "per_nostress", "bleu", "chrf", "mase", "mae")
-
-
-def results_table(results: Mapping[str, Mapping[str, float]], file: Any = None) -> None:
-    """The end-of-run results as a table (rich), one row per split; `file` defaults to stdout."""
-    from rich.console import Console
-    from rich.table import Table
-
-    columns = [name for name in _TABLE_METRICS if any(name in metrics for metrics in results.values())]
-    table = Table(title="Results")
-    table.add_column("split")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for split, metrics in results.items():
-        table.add_row(split, *(_cell(name, metrics.get(name)) for name in columns))
-    Console(file=file or sys.stdout).print(table)
-
-
-def _cell(name: str, value: float | None) -> str:
-    if value is None:
-        return ""
-    return _percent(value) if name in ("exact_match", "wer", "per", "wer_nostress", "per_nostress") else f"{value:.4g}"

@@ -18,8 +18,9 @@ from typing import Any
 
 from treadmill.callbacks.base import infer_mode
 from treadmill.cli.config import RunConfigError, load_run_config
+from treadmill.training.epoch_summary import format_duration
 
-__all__ = ["add_parser", "run", "parse_grid", "run_sweep", "run_status", "write_tables"]
+__all__ = ["add_parser", "run", "parse_grid", "run_sweep", "run_status", "sweep_eta", "write_tables"]
 
 
 def add_parser(commands: Any) -> None:
@@ -84,12 +85,15 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
     distributed = launched_world_size() > 1
     combos = parse_grid(grid)
     configs = [load_run_config(config_path, overrides) for overrides in combos]  # all checked before the first run
-    rows = []
+    rows: list[dict[str, Any]] = []
+    durations: list[float] = []  # wall time of each run trained here: the sweep's ETA
+    sweep_started = time.perf_counter()
     for index, overrides in enumerate(combos, start=1):
         run_dir = sweep_dir / _run_name(overrides)
         summary_path = run_dir / "summary.json"
         if main:
-            print(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}", flush=True)
+            print(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}"
+                  f"{sweep_eta(time.perf_counter() - sweep_started, durations, len(combos) - index + 1)}", flush=True)
         if broadcast_object(summary_path.exists()):  # rank 0's disk decides for every rank
             if main:
                 print("  finished before; skipped", flush=True)
@@ -104,10 +108,20 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
                 summary = {"status": "failed", "error": f"{type(err).__name__}: {err}", "wall_seconds": time.perf_counter() - started}
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.txt").write_text(traceback.format_exc())
+            durations.append(time.perf_counter() - started)
         rows.append(_row(overrides, summary, configs[index - 1].training.monitor))
         if main:  # under torchrun the other ranks train but have no results to write
             write_tables(rows, sweep_dir)
     return rows
+
+
+def sweep_eta(elapsed: float, durations: list[float], left: int) -> str:
+    """'  (sweep 3:10 so far, ETA 6:20)': the mean run time so far times the runs left (this one
+    included); empty before any run has been timed."""
+    if not durations:
+        return ""
+    return (f"  (sweep {format_duration(elapsed)} so far, "
+            f"ETA {format_duration(left * sum(durations) / len(durations))})")
 
 
 def _row(overrides: list[str], summary: dict[str, Any], monitor: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +43,7 @@ from treadmill.cli.run_dir import (
     write_run_files,
 )
 from treadmill.distributed import is_main_process
+from treadmill.run_report import print_run_report, run_report
 from treadmill.training.dir_lock import DirectoryLock
 from treadmill.training.history import last_metrics
 
@@ -65,11 +65,6 @@ def run(args: argparse.Namespace) -> int:
     summary = train_run(config, run_dir)
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return 0
-    if sys.stdout.isatty():
-        from treadmill.cli.report import results_table
-
-        results_table({split: summary[split] for split in config.evaluation.splits if split in summary})
-    print(f"Run directory: {run_dir}")
     # The per-epoch history and last train/valid metrics stay in summary.json: on a terminal they bury the result.
     print(json.dumps({k: v for k, v in summary.items() if k not in ("train", "valid", "history")}, default=float))
     return 0
@@ -127,6 +122,9 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
         "history": {k: v for k, v in history.items() if isinstance(v, list) and v and isinstance(v[0], float)},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    results = {split: final[split] for split in config.evaluation.splits if split in final}
+    print_run_report(run_report(trainer, train_seconds=train_seconds, results=results,
+                                weights={"evaluated": weights} if weights else None, run_dir=run_dir))
     return summary
 
 

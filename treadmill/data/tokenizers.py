@@ -63,6 +63,20 @@ def content_ids(ids: Iterable[int]) -> list[int]:
     return out
 
 
+def token_names(tokenizer: Tokenizer, ids: Iterable[int]) -> list[str]:
+    """Each id as a person reads it in a picture or table: special tokens by name (`<eos>`),
+    others by their own text, a blank one as '␣' and an id the tokenizer renders empty as `<id N>`."""
+    names = []
+    for i in ids:
+        i = int(i)
+        if 0 <= i < len(SPECIAL_TOKENS):
+            names.append(SPECIAL_TOKENS[i])
+            continue
+        text = tokenizer.decode([i])
+        names.append(text if text.strip() else "␣" * len(text) if text else f"<id {i}>")
+    return names
+
+
 class CharTokenizer:
     """One token per character (spaces included)."""
 

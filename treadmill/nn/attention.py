@@ -85,6 +85,9 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        # While a list (inside `treadmill.nn.attention_maps.record_attention`), every call appends
+        # its per-head weights (B, H, T, S) here, for pictures of what each head looks at.
+        self.recorded: list[Tensor] | None = None
 
     def _split_heads(self, x: Tensor, n: int) -> tuple[Tensor, ...]:
         """(B, L, n*D) projections -> n tensors (B, H, L, hd)."""
@@ -218,9 +221,11 @@ class MultiHeadAttention(nn.Module):
             batch, tgt_len, k.shape[2], key_padding_mask, attn_mask, is_causal, q.device
         )
         weights = None
-        if need_weights:
+        if need_weights or self.recorded is not None:
             out, head_weights = self._explicit_attention(q, k, v, allowed, sdpa_causal)
-            weights = head_weights.mean(dim=1)
+            if self.recorded is not None:
+                self.recorded.append(head_weights.detach())
+            weights = head_weights.mean(dim=1) if need_weights else None
         elif self._fused_kernel_is_slower(q, k):
             out, _ = self._explicit_attention(q, k, v, allowed, sdpa_causal)
         else:

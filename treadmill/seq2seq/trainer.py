@@ -46,6 +46,7 @@ from treadmill.seq2seq.evaluation import (
 from treadmill.seq2seq.losses import LabelSmoothedCrossEntropy
 from treadmill.seq2seq.scheduled_sampling import ScheduledSamplingSchedule, mix_two_pass
 from treadmill.trainer import Trainer
+from treadmill.training.data_order import batches_in_epoch
 
 __all__ = ["Seq2SeqConfig", "Seq2SeqTrainer", "TokenLoss", "decoder_only_prompt", "strip_target"]
 
@@ -255,7 +256,12 @@ class Seq2SeqTrainer(Trainer):
         self, loader: Iterable[Any], max_batches: int | None = None
     ) -> dict[str, float]:
         """Exact match, token accuracy, BLEU, chrF, WER and PER of free-running outputs (every rank's, under DDP)."""
-        return decode_loader(
-            self.model, loader, self.seq2seq.generation, self.references, detokenize=self.detokenize,
-            wer_unit=self.wer_unit, device=self.device, max_batches=max_batches, merge_ranks=self.dist.enabled,
-        ).metrics
+        total = batches_in_epoch(loader)
+        if max_batches is not None:
+            total = max_batches if total is None else min(total, max_batches)
+        with self.progress.track("decoding", total) as bar:
+            return decode_loader(
+                self.model, loader, self.seq2seq.generation, self.references, detokenize=self.detokenize,
+                wer_unit=self.wer_unit, device=self.device, max_batches=max_batches, merge_ranks=self.dist.enabled,
+                on_batch=lambda _: bar.advance(),
+            ).metrics

@@ -9,7 +9,8 @@
 | `training/signals.py` | `GracefulStop`: SIGTERM/SIGINT finish the step, save, exit |
 | `training/checks.py` | embedding-range and non-finite checks (loss; weights before a checkpoint) that name the culprit |
 | `training/rotation.py` | crash-safe file writes and the `last.pt` rotation that always leaves a complete `last.pt` |
-| `training/progress.py` | `ProgressReporter`: the loop's progress bar / plain lines and epoch summaries |
+| `training/progress.py` | `ProgressReporter`: the loop's live bar (rich) or plain lines, bars for validation passes, ETAs; `progress_task` for passes outside the loop |
+| `training/epoch_summary.py` | what an epoch's end shows: loss, the monitored metric with its best and epoch, the headline; a table or a line |
 | `training/batches.py` | what the default hooks do with a batch: feed the model, find targets, read (loss, weight) |
 | `training/evaluation.py` | the evaluation and prediction passes behind `Trainer.evaluate` / `Trainer.predict` |
 

@@ -7,7 +7,7 @@ subclass that changes how a batch is fed or scored is evaluated the way it is tr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,8 +42,10 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def evaluation_means(trainer: Trainer, loader: Iterable[Any], name: str = "the evaluation loader") -> RunningMeans:
-    """Loss (weighted like training) and metrics over every batch of the loader, as running means."""
+def evaluation_means(trainer: Trainer, loader: Iterable[Any], name: str = "the evaluation loader",
+                     on_batch: Callable[[], None] | None = None) -> RunningMeans:
+    """Loss (weighted like training) and metrics over every batch of the loader, as running means;
+    `on_batch()` after each batch (a progress bar's advance)."""
     running = RunningMeans()
     model = unwrap_model(trainer.model)
     batches = 0
@@ -66,6 +68,8 @@ def evaluation_means(trainer: Trainer, loader: Iterable[Any], name: str = "the e
             for metric, value in trainer._compute_metrics(batch, predictions).items():
                 running.update(metric, value, batch_size)
             batches += 1
+            if on_batch is not None:
+                on_batch()
     if batches == 0:
         raise no_batches_error(name, "yielded no batches")
     return running

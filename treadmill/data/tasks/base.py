@@ -43,6 +43,9 @@ class Task:
     # The task's own scoring of a model on a loader, in place of free-running decoding
     # (forecasts: MSE/MAE/MASE in original units, next to the naive baselines').
     evaluate_model: Callable[[torch.nn.Module, Task, Any, Any], dict[str, float]] | None = None
+    # The figures the epoch summary shows besides the loss and the monitored metric (names
+    # without `val_`); empty picks one (treadmill.training.epoch_summary.DEFAULT_HEADLINE).
+    headline: tuple[str, ...] = ()
 
     def split_sizes(self) -> dict[str, int]:
         """Number of examples per split."""

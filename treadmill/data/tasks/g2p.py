@@ -102,6 +102,7 @@ def build_g2p_cmudict(*, max_words: int | None = None, strip_stress: bool = Fals
         references=references,
         wer_unit="sequence",  # one word per example: WER is the share of words with any phoneme wrong
         metric_variants={"nostress": strip_stress_digits},
+        headline=("wer", "per"),
         metadata={
             "max_words": max_words,
             "strip_stress": strip_stress,
