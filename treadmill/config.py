@@ -217,6 +217,8 @@ class TrainingConfig:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = None
     validation_frequency: int = 1
+    # Validate after every N optimizer steps instead of every validation_frequency epochs.
+    validation_every_n_steps: int | None = None
     log_frequency: int = 10
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
@@ -256,7 +258,7 @@ class TrainingConfig:
         self._check_positive_int("keep_last_checkpoints", minimum=1)
         self._check_positive_int("save_top_k", minimum=1)
         self._check_positive_int("overfit_batches", minimum=0)
-        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "max_steps"):
+        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "max_steps", "validation_every_n_steps"):
             if getattr(self, name) is not None:
                 self._check_positive_int(name, minimum=1)
         if self.max_grad_norm is not None:

@@ -257,7 +257,7 @@ class Trainer(PytorchTreadmillMethods):
                 cut_short = self._reached_max_steps() and (total is None or self.batch_in_epoch < total)
                 if cut_short and self.config.checkpoint_dir and self.config.save_last_model:
                     save_last(self)
-                if self.val_dataloader is not None and (epoch + 1) % self.config.validation_frequency == 0:
+                if self.val_dataloader is not None and self._validation_due(epoch):
                     metrics.update(self._validate())
                 self._end_epoch(epoch, metrics, write_last=not cut_short)
                 if self._stop_now(sync=True):
@@ -315,6 +315,9 @@ class Trainer(PytorchTreadmillMethods):
                 group_weight = 0
                 if self._is_log_step():
                     self._log(loss, samples_seen / max(time.perf_counter() - started, 1e-9))
+                last_of_epoch = total_batches is not None and batch_idx + 1 == total_batches
+                if not last_of_epoch and not self._reached_max_steps() and self._validation_step_due():
+                    self._validate_mid_epoch()  # at the epoch's end the epoch's own validation runs
                 self._maybe_checkpoint_mid_epoch()
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch, batch_idx, loss.detach())
@@ -387,6 +390,27 @@ class Trainer(PytorchTreadmillMethods):
             if warning:
                 self.warn(warning + " The learning rate is not reduced.")
                 self._warned_plateau = True
+
+    def _validation_due(self, epoch: int) -> bool:
+        """Whether the epoch ending now is validated: every validation_frequency epochs, or with
+        validation_every_n_steps when the step count is a multiple of it or training ends here."""
+        if self.config.validation_every_n_steps is None:
+            return (epoch + 1) % self.config.validation_frequency == 0
+        return self._validation_step_due() or self._reached_max_steps() or epoch + 1 == self.config.epochs
+
+    def _validation_step_due(self) -> bool:
+        every = self.config.validation_every_n_steps
+        return every is not None and self.val_dataloader is not None and self.global_step % every == 0
+
+    def _validate_mid_epoch(self) -> None:
+        """Validation between two epoch ends (validation_every_n_steps): its metrics go to the
+        callbacks' on_log and to history["step_validations"] (the epoch rows stay one per epoch)."""
+        metrics = self._validate()
+        self.log_scalars(metrics)
+        record = self.history.setdefault("step_validations", {"step": []})
+        record["step"].append(self.global_step)
+        for name, value in metrics.items():
+            record.setdefault(name, []).append(value)
 
     def _is_log_step(self) -> bool:
         return self.global_step % self.config.log_frequency == 0

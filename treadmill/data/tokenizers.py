@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from treadmill.data.byte_bpe import ByteLevelBPETokenizer
 from treadmill.data.text_files import read_json_file
 from treadmill.data.vocab import Vocab
 from treadmill.validation import DataError
@@ -302,6 +303,7 @@ _KINDS: dict[str, Any] = {
     "char": CharTokenizer,
     "word": WordTokenizer,
     "bpe": BPETokenizer,
+    "byte_bpe": ByteLevelBPETokenizer,  # running text with newlines (language modelling)
 }
 
 

@@ -23,6 +23,16 @@ from treadmill.data.tasks.forecast import (
 )
 from treadmill.data.tasks.g2p import DESCRIPTION as G2P_DESCRIPTION
 from treadmill.data.tasks.g2p import build_g2p_cmudict, g2p_sizes
+from treadmill.data.tasks.lm import (
+    FILES_DESCRIPTION as LM_FILES_DESCRIPTION,
+)
+from treadmill.data.tasks.lm import (
+    SHAKESPEARE_DESCRIPTION,
+    build_lm_files,
+    build_lm_shakespeare,
+    lm_files_sizes,
+    lm_shakespeare_sizes,
+)
 from treadmill.data.tasks.numbers import DESCRIPTION as NUMBERS_DESCRIPTION
 from treadmill.data.tasks.numbers import build_num2words_en_fr, num2words_sizes
 from treadmill.data.tasks.toy import (
@@ -63,6 +73,8 @@ REGISTRY: dict[str, TaskSpec] = {
         ),
         TaskSpec("forecast-co2", CO2_DESCRIPTION, build_forecast_co2, co2_sizes),
         TaskSpec("files", FILES_DESCRIPTION, build_files, files_sizes),
+        TaskSpec("lm-shakespeare", SHAKESPEARE_DESCRIPTION, build_lm_shakespeare, lm_shakespeare_sizes),
+        TaskSpec("lm-files", LM_FILES_DESCRIPTION, build_lm_files, lm_files_sizes),
     ]
 }
 

@@ -31,7 +31,7 @@ class Task:
     splits: dict[str, Dataset]
     src_tokenizer: Tokenizer | None
     tgt_tokenizer: Tokenizer | None
-    kind: Literal["seq2seq", "forecast"] = "seq2seq"
+    kind: Literal["seq2seq", "forecast", "lm"] = "seq2seq"
     references: dict[str, list[list[str]]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # What WER counts as a word (treadmill.metrics.WER_UNITS): "sequence" when each example is one.
