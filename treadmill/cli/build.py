@@ -42,6 +42,11 @@ def resolve_model_sizes(config: RunConfig, task: Any) -> None:
         )
     for name in config.model.required_sizes():
         config.model.fields.setdefault(name, sizes[name])
+    if task.kind == "lm":  # a GPT's context defaults to the task's windows
+        from treadmill.cli.lm import check_lm_model
+
+        check_lm_model(config, task)
+        config.model.fields.setdefault("max_len", sizes["max_len"])
 
 
 def build_model(config: RunConfig) -> nn.Module:
@@ -53,6 +58,10 @@ def build_model(config: RunConfig) -> nn.Module:
 
 def build_loaders(config: RunConfig, task: Any, splits: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, Any]:
     """DataLoaders of the task's splits: train shuffled (token budget or batch size), others in order."""
+    if task.kind == "lm":
+        from treadmill.cli.lm import lm_loaders
+
+        return lm_loaders(config, task, splits)
     data = config.data
     loaders = {}
     if "train" in splits:
@@ -125,6 +134,10 @@ def make_trainer(
 def _phase_trainer(config: RunConfig, task: Any, model: nn.Module, loaders: Mapping[str, Any],
                    training: TrainingConfig, callbacks: list[Callback] | None, objective: str) -> Any:
     train_loader, valid_loader = loaders.get("train"), loaders.get("valid")
+    if task.kind == "lm":  # the language_model objective
+        from treadmill.cli.lm import lm_trainer
+
+        return _quiet_report(lm_trainer(config, task, model, loaders, training, callbacks))
     if task.kind == "forecast":
         from treadmill.forecasting import ForecastTrainer
 

@@ -74,7 +74,11 @@ def evaluate_splits(config: RunConfig, task: Any, trainer: Any, loaders: dict[st
     for split in config.evaluation.splits:
         if split not in loaders:
             continue
-        if task.evaluate_model is not None:  # the task scores models its own way (forecasts)
+        if task.kind == "lm":  # every window of the split: loss, perplexity, bits per char
+            from treadmill.cli.lm import evaluate_lm_split
+
+            results[split] = evaluate_lm_split(config, task, trainer, split)
+        elif task.evaluate_model is not None:  # the task scores models its own way (forecasts)
             results[split] = task.evaluate_model(trainer.model, task, loaders[split], trainer.device)
         else:
             metrics = trainer.evaluate(loaders[split], decode=False)  # teacher-forced view
@@ -83,7 +87,8 @@ def evaluate_splits(config: RunConfig, task: Any, trainer: Any, loaders: dict[st
             results[split] = metrics
         if report:
             decoded_all = task.evaluate_model is not None or config.evaluation.max_batches is None
-            print(headline(split, results[split], len(task.splits[split]) if decoded_all else None), flush=True)
+            counted = decoded_all and task.kind != "lm"  # an LM split is a token stream, not examples
+            print(headline(split, results[split], len(task.splits[split]) if counted else None), flush=True)
     return results
 
 

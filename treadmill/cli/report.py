@@ -18,6 +18,9 @@ def headline(split: str, metrics: Mapping[str, float], n_examples: int | None = 
     if "mase" in metrics:
         parts = [f"MASE {metrics['mase']:.3f} (seasonal-naive {metrics['seasonal_naive_mase']:.3f}, "
                  f"naive {metrics['naive_mase']:.3f})", f"MAE {metrics['mae']:.4g}"]
+    elif "bits_per_char" in metrics:  # language models
+        parts = [f"loss {metrics['loss']:.4f} nats/token", f"perplexity {metrics['perplexity']:.2f}",
+                 f"{metrics['bits_per_char']:.4f} bits/char"]
     elif "wer_nostress" in metrics:
         parts = [f"WER {_percent(metrics['wer'])}  PER {_percent(metrics['per'])} with stress",
                  f"WER {_percent(metrics['wer_nostress'])}  PER {_percent(metrics['per_nostress'])} without",
