@@ -5,7 +5,8 @@
     treadmill eval RUN_DIR [--split test] [dotted.key=value ...] [--ensemble OTHER_RUN_DIR]
     treadmill generate RUN_DIR [TEXT ...] [--set field=value ...] [--attention out.png]
     treadmill sweep CONFIG.yaml key=v1,v2 [key2=a,b ...] [--sweep-dir DIR]
-    treadmill tasks
+    treadmill tasks [--export TASK DIR]
+    treadmill prepare CONFIG.yaml [dotted.key=value ...] [--force]
     treadmill plot RUN_DIR [RUN_DIR ...] [--metrics val_loss,loss] [--out curves.png]
 
 One module per command, each with `add_parser(commands)` and `run(args) -> exit code`, over
@@ -33,6 +34,7 @@ COMMANDS = {
     "sweep": "sweep",
     "tasks": "tasks",
     "plot": "plot",
+    "prepare": "prepare",
 }
 
 
