@@ -1,5 +1,8 @@
 """`treadmill generate RUN_DIR [TEXT ...]`: decode raw inputs with a finished run.
 
+Language-model runs take `--prompt TEXT` (or their inputs as prompts) and stream the continuation
+(treadmill.cli.lm_generate).
+
 One output line per input line, blank ones included (a blank input gives a blank output), so the
 outputs line up with the inputs. With `--set num_return_sequences=N`, N lines per input, each
 `input<TAB>rank<TAB>score<TAB>hypothesis`, best first.
@@ -30,6 +33,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("texts", nargs="*", help="inputs; read from stdin, one per line, when none are given")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
                         help="generation setting, e.g. --set strategy=beam --set beam_size=5")
+    parser.add_argument("--prompt", help="(language-model runs) the text to continue; the output streams as it is sampled")
     parser.add_argument("--attention", metavar="PNG", help="write the attention heatmap of the first input")
     add_refit_argument(parser)
     parser.add_argument("--layer", type=int, default=None, help="(--attention) decoder layer, from 1 (default: the last)")
@@ -41,12 +45,27 @@ def run(args: argparse.Namespace) -> int:
     """Print the outputs, one (or num_return_sequences) per input line."""
     if not args.attention and (args.layer is not None or args.head != "all"):
         raise RunConfigError("--layer and --head choose what --attention PNG draws; give --attention too.")
+    if args.prompt is not None or _is_lm_run(Path(args.run_dir)):
+        from treadmill.cli.lm_generate import generate_text
+
+        prompts = [args.prompt] if args.prompt is not None else (args.texts or read_stdin_lines())
+        return generate_text(Path(args.run_dir), prompts, args.settings)
     texts = args.texts or read_stdin_lines()
     picture = AttentionPicture(Path(args.attention), args.layer, args.head) if args.attention else None
     for output in generate_lines(Path(args.run_dir), texts, args.settings, picture,
                                  refit_tokenizers=args.refit_tokenizers):
         print(output, flush=True)
     return 0
+
+
+def _is_lm_run(run_dir: Path) -> bool:
+    """Whether the run's task.json says it is a language model (its inputs are prompts)."""
+    import json
+
+    try:
+        return json.loads((run_dir / "task.json").read_text()).get("kind") == "lm"
+    except (OSError, ValueError, AttributeError):
+        return False  # load_run names what is wrong with the run directory
 
 
 def generation_options(loaded: LoadedRun, settings: list[str]) -> dict[str, Any]:
