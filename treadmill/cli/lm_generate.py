@@ -21,9 +21,10 @@ from treadmill.cli.run_dir import load_run
 __all__ = ["generate_text"]
 
 
-def generate_text(run_dir: Path, prompts: list[str], settings: list[str], out: TextIO = sys.stdout,
-                  log: TextIO = sys.stderr) -> int:
-    """Stream samples for each prompt to `out`; returns the exit code."""
+def generate_text(run_dir: Path, prompts: list[str], settings: list[str], out: TextIO | None = None,
+                  log: TextIO | None = None) -> int:
+    """Stream samples for each prompt to `out` (stdout), counts to `log` (stderr); returns the exit code."""
+    out, log = out or sys.stdout, log or sys.stderr
     from treadmill.cli.generate import generation_options
     from treadmill.decoding import GenerationConfig
     from treadmill.lm.sampling import stream_text
