@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from treadmill.data.tasks.base import Task, TaskSpec
+from treadmill.data.tasks.fewshot import DESCRIPTION as FEWSHOT_DESCRIPTION
+from treadmill.data.tasks.fewshot import build_fewshot_rules, fewshot_fields, fewshot_sizes
 from treadmill.data.tasks.files import DESCRIPTION as FILES_DESCRIPTION
 from treadmill.data.tasks.files import build_files, files_sizes
 from treadmill.data.tasks.forecast import (
@@ -45,6 +47,7 @@ __all__ = [
     "TaskSpec",
     "get_task",
     "list_tasks",
+    "task_fields",
     "task_options",
     "task_sizes",
 ]
@@ -63,6 +66,7 @@ REGISTRY: dict[str, TaskSpec] = {
         ),
         TaskSpec("forecast-co2", CO2_DESCRIPTION, build_forecast_co2, co2_sizes),
         TaskSpec("files", FILES_DESCRIPTION, build_files, files_sizes),
+        TaskSpec("fewshot-rules", FEWSHOT_DESCRIPTION, build_fewshot_rules, fewshot_sizes, fewshot_fields),
     ]
 }
 
@@ -118,6 +122,13 @@ def task_sizes(name: str, **options: Any) -> dict[str, int]:
     spec = _spec(name)
     _check_options(name, options)
     return spec.sizes(**options)
+
+
+def task_fields(name: str, **options: Any) -> dict[str, list[Any]]:
+    """The example fields of task `name` with `options` and every value each can take ({} if none)."""
+    spec = _spec(name)
+    _check_options(name, options)
+    return spec.fields(**options) if spec.fields is not None else {}
 
 
 def list_tasks() -> list[TaskInfo]:

@@ -46,6 +46,9 @@ class Task:
     # The figures the epoch summary shows besides the loss and the monitored metric (names
     # without `val_`); empty picks one (treadmill.training.epoch_summary.DEFAULT_HEADLINE).
     headline: tuple[str, ...] = ()
+    # Per split, named per-example values (`fields["test"]["n_demos"][i]`) that
+    # `data.sample_weights` weights by and `evaluation.group_by` groups by.
+    fields: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def split_sizes(self) -> dict[str, int]:
         """Number of examples per split."""
@@ -57,7 +60,9 @@ class Task:
             return {"context_len": self.metadata["context_len"], "horizon": self.metadata["horizon"]}
         src, tgt = self.src_tokenizer.vocab_size, self.tgt_tokenizer.vocab_size  # type: ignore[union-attr]
         # a decoder-only model reads sources and writes targets with one embedding table
-        return {"src_vocab_size": src, "tgt_vocab_size": tgt, "vocab_size": max(src, tgt)}
+        # plus what a task's own layout tells its models (fewshot-rules: its separator ids)
+        return {"src_vocab_size": src, "tgt_vocab_size": tgt, "vocab_size": max(src, tgt),
+                **self.metadata.get("model_sizes", {})}
 
     def source_layout(self) -> dict[str, bool]:
         """Whether the datasets' sources start with BOS and end with EOS (new inputs must match)."""
@@ -130,6 +135,8 @@ class TaskSpec:
     description: str
     build: Callable[..., Task]
     sizes: Callable[..., dict[str, int]]
+    # Every value of each example field at given options, known without building (None: no fields).
+    fields: Callable[..., dict[str, list[Any]]] | None = None
 
     def option_defaults(self) -> dict[str, Any]:
         """The builder's keyword options and their defaults."""
