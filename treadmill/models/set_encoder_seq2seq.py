@@ -92,9 +92,9 @@ class SetEncoderSeq2SeqConfig:
         if self.layer_scale_init is not None and not float(self.layer_scale_init) > 0:
             raise config_error(f"{owner}.layer_scale_init={self.layer_scale_init!r} must be > 0 or null.",
                                "layer_scale_init")
-        if self.demo_sep_id == self.query_sep_id or min(self.demo_sep_id, self.query_sep_id) < 0:
+        if min(self.demo_sep_id, self.query_sep_id) < 0:
             raise config_error(f"{owner}: demo_sep_id={self.demo_sep_id} and query_sep_id={self.query_sep_id} "
-                               "must be two different token ids (the task supplies them).", "demo_sep_id")
+                               "must be token ids >= 0 (the task supplies them).", "demo_sep_id")
 
 
 def split_demos(src: Tensor, padding_mask: Tensor, demo_sep_id: int, query_sep_id: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from treadmill.data.collate import collate_seq2seq
 from treadmill.data.sampler import TokenBudgetBatchSampler
 from treadmill.data.tokenizers import Tokenizer
+from treadmill.data.weighted import WeightedEpochSampler
 from treadmill.metrics.streaming import WerUnit
 
 
@@ -82,6 +83,7 @@ class Task:
         shuffle: bool | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        sample_weights: Sequence[float] | None = None,
     ) -> DataLoader:
         """A DataLoader over one split: token-budget buckets if `max_tokens`, else fixed batches.
 
@@ -90,7 +92,8 @@ class Task:
         not undo the budget); `max_batch_size` optionally caps the samples per batch. The loader's
         `batch_sampler` is then a TokenBudgetBatchSampler: call `loader.batch_sampler.set_epoch(e)`
         before each epoch.
-        `shuffle` defaults to True for "train" only.
+        `shuffle` defaults to True for "train" only. `sample_weights` (one per example, fixed
+        batches only) draws each epoch's examples with replacement by weight (WeightedEpochSampler).
         """
         if split not in self.splits:
             raise ValueError(
@@ -116,6 +119,13 @@ class Task:
             )
         if batch_size is None:
             batch_size = 64
+        if sample_weights is not None:
+            if max_tokens is not None or len(sample_weights) != len(dataset):  # type: ignore[arg-type]
+                raise ValueError(f"task {self.name!r}: sample_weights need fixed batches (no max_tokens) and one "
+                                 f"weight per example of {split!r} ({len(dataset)}), got {len(sample_weights)}.")  # type: ignore[arg-type]
+            sampler = WeightedEpochSampler(sample_weights, seed=seed)
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=self.collate_fn,
+                              num_workers=num_workers, generator=torch.Generator().manual_seed(seed))
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
             dataset,
