@@ -193,7 +193,9 @@ class _Scorer:
     def compute(self, merge_ranks: bool) -> dict[str, float]:
         """The metrics, suffixed by variant; {} when nothing was scored."""
         metrics: dict[str, float] = {}
-        for suffix, accumulator in self.accumulators.items():
+        # the whole split and its variants first, then the groups in sorted order (stable columns)
+        ordered = sorted(self.accumulators.items(), key=lambda item: (item[0].startswith("/"), item[0]))
+        for suffix, accumulator in ordered:
             if merge_ranks:  # every rank decoded its shard: all must see (and stop on) the same numbers
                 _merge_ranks(accumulator)
             if len(accumulator) == 0:

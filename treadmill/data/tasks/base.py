@@ -120,12 +120,7 @@ class Task:
         if batch_size is None:
             batch_size = 64
         if sample_weights is not None:
-            if max_tokens is not None or len(sample_weights) != len(dataset):  # type: ignore[arg-type]
-                raise ValueError(f"task {self.name!r}: sample_weights need fixed batches (no max_tokens) and one "
-                                 f"weight per example of {split!r} ({len(dataset)}), got {len(sample_weights)}.")  # type: ignore[arg-type]
-            sampler = WeightedEpochSampler(sample_weights, seed=seed)
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=self.collate_fn,
-                              num_workers=num_workers, generator=torch.Generator().manual_seed(seed))
+            return self._weighted_loader(split, sample_weights, batch_size, max_tokens, seed, num_workers)
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
             dataset,
@@ -135,6 +130,17 @@ class Task:
             collate_fn=self.collate_fn,
             num_workers=num_workers,
         )
+
+    def _weighted_loader(self, split: str, weights: Sequence[float], batch_size: int, max_tokens: int | None,
+                         seed: int, num_workers: int) -> DataLoader:
+        """Fixed batches of examples drawn with replacement by weight, per epoch (WeightedEpochSampler)."""
+        dataset = self.splits[split]
+        if max_tokens is not None or len(weights) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"task {self.name!r}: sample_weights need fixed batches (no max_tokens) and one "
+                             f"weight per example of {split!r} ({len(dataset)}), got {len(weights)}.")  # type: ignore[arg-type]
+        return DataLoader(dataset, batch_size=batch_size, sampler=WeightedEpochSampler(weights, seed=seed),
+                          collate_fn=self.collate_fn, num_workers=num_workers,
+                          generator=torch.Generator().manual_seed(seed))
 
 
 @dataclass(frozen=True)
