@@ -171,6 +171,7 @@ def build_fewshot_rules(
 
     splits: dict[str, Seq2SeqDataset] = {}
     fields: dict[str, dict[str, list[Any]]] = {}
+    drawn_rules: dict[str, list[Rule]] = {}
     for offset, (split, count) in enumerate((("train", n_train), ("valid", n_valid), ("test", n_test))):
         rng = random.Random(f"{seed}-{offset}")
         pairs, rules, n_demos_field, depths = [], [], [], []
@@ -182,11 +183,12 @@ def build_fewshot_rules(
                                          alphabet_size=alphabet_size)
             shown = f" {DEMO_SEP} ".join(f"{text(x)} {PAIR_SEP} {text(apply_rule(rule, x))}" for x in demos)
             pairs.append((f"{shown} {QUERY_SEP} {text(query)}", text(apply_rule(rule, query))))
-            rules.append(rule_name(rule))
+            rules.append(rule)
             n_demos_field.append(n_demos)
             depths.append(len(rule))
         splits[split] = Seq2SeqDataset(pairs, tokenizer, tokenizer)
-        fields[split] = {"rule": rules, "n_demos": n_demos_field, "depth": depths}
+        fields[split] = {"rule": [rule_name(r) for r in rules], "n_demos": n_demos_field, "depth": depths}
+        drawn_rules[split] = rules
     vocab = tokenizer.vocab
     return Task(
         name="fewshot-rules",
@@ -194,7 +196,8 @@ def build_fewshot_rules(
         splits=splits,
         src_tokenizer=tokenizer,
         tgt_tokenizer=tokenizer,
-        metadata={"alphabet_size": alphabet_size, "seed": seed,
+        # rules[split][i]: example i's rule with its parameters (which substitution, which k)
+        metadata={"alphabet_size": alphabet_size, "seed": seed, "rules": drawn_rules,
                   "model_sizes": {"demo_sep_id": vocab.stoi[DEMO_SEP], "query_sep_id": vocab.stoi[QUERY_SEP]}},
         fields=fields,
         headline=("exact_match",),
