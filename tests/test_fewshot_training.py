@@ -136,3 +136,54 @@ def test_fields_weights_and_freeze_patterns_are_checked_at_config_load():
         _load(training={"unfreeze_at_step": 5})
     with pytest.raises(RunConfigError, match="no example field"):  # a task without fields lists none
         run_config_from_dict({"task": {"name": "reverse"}, "evaluation": {"group_by": "rule"}})
+
+
+@pytest.mark.slow
+def test_a_sweep_of_named_rows_tabulates_groups_times_and_alarms(tmp_path):
+    import csv
+
+    from treadmill.cli.sweep import read_rows, run_sweep
+
+    config = tmp_path / "fewshot.yaml"
+    config.write_text(
+        "task: {name: fewshot-rules, options: {n_train: 64, n_valid: 32, n_test: 32, max_depth: 1}}\n"
+        "model: {name: setencoder-seq2seq, d_model: 16, n_heads: 2, d_ff: 32, pair_layers: 1, n_decoder_layers: 1}\n"
+        "data: {batch_size: 32, eval_batch_size: 32}\n"
+        "training: {epochs: 1, progress_bar: false, optimizer: {lr: 1.0e-3}}\n"
+        "seq2seq: {generation: {max_len: 12}}\n"
+        "evaluation: {group_by: [n_demos, depth], samples: 0}\n"
+        "diagnostics: {enabled: false}\n")
+    rows = tmp_path / "rows.yaml"
+    rows.write_text(
+        "rows:\n"
+        "  - {name: E0}\n"
+        "  - {name: E7, overrides: {model.pooling: attention, training.freeze: [pair_encoder]}}\n"
+        "  - {name: W, overrides: {data.sample_weights: {by: n_demos, weights: {2: 1, 4: 3}}}}\n")
+    table = run_sweep(config, ["training.max_grad_norm=1.0"], tmp_path / "sweep", rows_path=rows)
+    assert [r["row"] for r in table] == ["E0", "E7", "W"] and all(r["status"] == "ok" for r in table)
+    assert table[1]["overrides"] == 'model.pooling=attention training.freeze=["pair_encoder"] training.max_grad_norm=1.0'
+    assert (tmp_path / "sweep" / "E7-max_grad_norm=1.0" / "summary.json").exists()
+    with open(tmp_path / "sweep" / "experiments.csv") as handle:
+        header = next(csv.reader(handle))
+    for column in ("row", "test:exact_match", "test:exact_match/n_demos=2", "test:exact_match/depth=1", "train_s", "alarms"):
+        assert column in header
+    assert not any(c.startswith("test:bleu/") for c in header)  # groups: exact match only
+
+
+def test_rows_files_are_checked_before_anything_trains(tmp_path):
+    from treadmill.cli.sweep import read_rows, run_sweep
+
+    config = tmp_path / "fewshot.yaml"
+    config.write_text("task: {name: fewshot-rules, options: {n_train: 64}}\nmodel: {name: setencoder-seq2seq}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rows:\n  - {name: E0}\n  - {name: E0, overrides: {model.d_model: 8}}\n")
+    with pytest.raises(RunConfigError, match="used twice"):
+        read_rows(bad)
+    bad.write_text("rows:\n  - {name: E1, overrides: {training.overfit_batches: 4}}\n"
+                   "  - {name: E9, overrides: {model.layer_scale: 1.0e-4}}\n")
+    with pytest.raises(RunConfigError, match="layer_scale_init"):  # row E9's typo, found before E1 trains
+        run_sweep(config, [], tmp_path / "sweep", rows_path=bad)
+    assert not (tmp_path / "sweep").exists()
+    bad.write_text("rows: {E0: {}}\n")
+    with pytest.raises(RunConfigError, match="non-empty list"):
+        read_rows(bad)

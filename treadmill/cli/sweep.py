@@ -67,7 +67,8 @@ def parse_grid(items: list[str]) -> list[list[str]]:
 
 
 def _run_name(overrides: list[str], row: str | None = None) -> str:
-    name = ",".join(o.split(".")[-1] for o in overrides)
+    # the key's last part with its value: training.optimizer.lr=3e-4 -> lr=3e-4 (values keep their dots)
+    name = ",".join(o.split("=", 1)[0].split(".")[-1] + "=" + o.split("=", 1)[1] if "=" in o else o for o in overrides)
     name = "-".join(part for part in (row, name) if part) or "base"
     return "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in name)
 
