@@ -79,7 +79,8 @@ def read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     from treadmill.validation import check_keys
 
     raw = read_yaml(path, "rows file")
-    check_keys(f"rows file '{path}'", raw, ["rows"])
+    # `config:` names the base config the rows were written for (documentation; tests validate them on it)
+    check_keys(f"rows file '{path}'", raw, ["rows", "config"])
     items = raw.get("rows")
     if not isinstance(items, list) or not items:
         raise RunConfigError(f"Rows file '{path}' needs `rows:`, a non-empty list of {{name: ..., overrides: {{...}}}}.")
@@ -210,6 +211,9 @@ def _row(overrides: list[str], summary: dict[str, Any], monitor: str) -> dict[st
             wanted = metric == "exact_match" if group else metric.split("_")[-1] in _TABLE_METRICS
             if isinstance(value, (int, float)) and wanted:
                 row[f"{split}:{key.removeprefix('val_')}"] = value
+    train_accuracy = (summary.get("train") or {}).get("sequence_accuracy")
+    if isinstance(train_accuracy, (int, float)):  # the overfit test's (E1) verdict
+        row["train:sequence_accuracy"] = train_accuracy
     row["train_s"] = round(float(summary.get("train_seconds", 0.0)), 1)
     row["wall_s"] = round(float(summary.get("wall_seconds", 0.0)), 1)
     row["alarms"] = alarm_cell(summary.get("alarms") or [])
