@@ -127,10 +127,24 @@ def test_evaluation_decoding_options_are_checked_as_merged_over_the_validation_o
 
 @pytest.mark.parametrize("example", sorted(Path(__file__).parents[1].glob("examples/*.yaml")), ids=lambda p: p.name)
 def test_every_example_config_validates(example):
+    if _is_rows_file(example):  # a sweep's rows (--rows): each validated over the base config it names
+        from treadmill.cli.sweep import _row_config, read_rows
+
+        base = example.parent / _is_rows_file(example)
+        assert all(_row_config(base, row, []).task.name for _, row in read_rows(example))
+        return
     config = load_run_config(example)  # the model config is built too (placeholder vocabulary sizes)
     assert config.task.name and config.model.build_config() is not None
     # what config.yaml holds reads back to the same config
     assert run_config_from_dict(config.to_dict()).to_dict() == config.to_dict()
+
+
+def _is_rows_file(path):
+    """The base config a rows file (treadmill sweep --rows) names, or None for a run config."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    return raw.get("config") if "rows" in raw else None
 
 
 def test_an_old_model_field_name_that_disagrees_with_the_new_one_is_refused():

@@ -236,6 +236,10 @@ class TrainingConfig:
     progress_bar: bool = True
     max_steps: int | None = None
     overfit_batches: int = 0
+    # module-name patterns (fnmatch, "pair_encoder*") whose parameters do not train until
+    # `unfreeze_at_step` optimizer steps (never, when None); callbacks.FreezeModules does it
+    freeze: list[str] = field(default_factory=list)
+    unfreeze_at_step: int | None = None
     check_embedding_inputs: bool = True
     detect_non_finite: bool = True
     # pytorch-treadmill 0.6.5's own fields (docs/compat.md)
@@ -258,7 +262,14 @@ class TrainingConfig:
         self._check_positive_int("keep_last_checkpoints", minimum=1)
         self._check_positive_int("save_top_k", minimum=1)
         self._check_positive_int("overfit_batches", minimum=0)
-        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "max_steps", "validation_every_n_steps"):
+        if not isinstance(self.freeze, (list, tuple)) or not all(isinstance(p, str) and p for p in self.freeze):
+            raise ConfigError(f"TrainingConfig.freeze must be a list of module-name patterns, got {self.freeze!r}.",
+                              field="freeze")
+        self.freeze = list(self.freeze)
+        if self.unfreeze_at_step is not None and not self.freeze:
+            raise ConfigError("TrainingConfig.unfreeze_at_step is set but freeze lists no modules.", field="unfreeze_at_step")
+        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "max_steps", "validation_every_n_steps",
+                     "unfreeze_at_step"):
             if getattr(self, name) is not None:
                 self._check_positive_int(name, minimum=1)
         if self.max_grad_norm is not None:

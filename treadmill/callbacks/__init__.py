@@ -11,6 +11,7 @@ from treadmill.callbacks.compat import (
 from treadmill.callbacks.configured import from_config
 from treadmill.callbacks.diagnostics import Diagnostics
 from treadmill.callbacks.early_stopping import EarlyStopping
+from treadmill.callbacks.freeze import FreezeModules
 from treadmill.callbacks.loggers import CSVLogger, MLflowLogger, TensorBoardLogger
 from treadmill.callbacks.lr_monitor import LearningRateMonitor
 from treadmill.callbacks.model_checkpoint import ModelCheckpoint
@@ -24,6 +25,7 @@ __all__ = [
     "Callback",
     "Diagnostics",
     "EarlyStopping",
+    "FreezeModules",
     "GradientClipping",
     "LearningRateLogger",
     "MetricsLogger",

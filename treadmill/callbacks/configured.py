@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from treadmill.callbacks.base import Callback
 from treadmill.callbacks.early_stopping import EarlyStopping
+from treadmill.callbacks.freeze import FreezeModules
 from treadmill.callbacks.model_checkpoint import ModelCheckpoint
 from treadmill.callbacks.overfit import OverfitReport
 
@@ -29,8 +30,11 @@ def from_config(
     has_val_loader: bool,
     warn: Callable[[str], None] = _warn,
 ) -> list[Callback]:
-    """The callbacks `config` asks for, in order: early stopping, overfit report, best-model checkpoints."""
+    """The callbacks `config` asks for, in order: module freezing, early stopping, overfit report,
+    best-model checkpoints."""
     extra: list[Callback] = []
+    if config.freeze:
+        extra.append(FreezeModules(config.freeze, config.unfreeze_at_step))
     mode = None if config.monitor_mode == "auto" else config.monitor_mode
     # A user's own EarlyStopping replaces the one early_stopping_patience would add.
     user_has_stopper = any(isinstance(cb, EarlyStopping) for cb in user_callbacks)

@@ -15,7 +15,8 @@ from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.config import TrainingConfig
 from treadmill.validation import ConfigError
 
-__all__ = ["build_task", "build_model", "build_loaders", "build_callbacks", "make_trainer", "reference_fn"]
+__all__ = ["build_task", "build_model", "build_loaders", "build_callbacks", "make_trainer", "reference_fn",
+           "group_fn", "training_weights"]
 
 
 def build_task(config: RunConfig) -> Any:
@@ -68,11 +69,45 @@ def build_loaders(config: RunConfig, task: Any, splits: tuple[str, ...] = ("trai
         # With a token budget, batch sizes vary with length; batch_size then plays no part.
         batch_size = None if data.max_tokens else data.batch_size
         loaders["train"] = task.loader("train", batch_size=batch_size, max_tokens=data.max_tokens, seed=config.seed,
-                                       num_workers=data.num_workers)
+                                       num_workers=data.num_workers, sample_weights=training_weights(config, task))
     for split in splits:
         if split != "train" and split in task.splits:
             loaders[split] = task.loader(split, batch_size=data.eval_batch_size, shuffle=False)
     return loaders
+
+
+def training_weights(config: RunConfig, task: Any, report: bool = True) -> list[float] | None:
+    """Per training example its `data.sample_weights` weight (None without them); with `report`, the
+    realised share of each value in epoch 0's draws is printed once."""
+    weighting = config.data.weight_of()
+    if weighting is None:
+        return None
+    from treadmill.data.weighted import WeightedEpochSampler, example_weights, realised_distribution
+
+    by, weights = weighting
+    values = task.fields.get("train", {}).get(by)
+    if values is None:
+        raise RunConfigError(f"data.sample_weights.by={by!r}: task {task.name!r} has no training field {by!r}; "
+                             f"its fields: {', '.join(task.fields.get('train', {})) or 'none'}.")
+    per_example = example_weights(values, weights)
+    if report:
+        drawn = realised_distribution(values, WeightedEpochSampler(per_example, seed=config.seed).indices(0))
+        natural = realised_distribution(values, range(len(values)))
+        print(f"Sampling training examples by {by} with weights {weights}: epoch 0 draws "
+              + ", ".join(f"{v}: {share:.1%} (data {natural.get(v, 0.0):.1%})" for v, share in drawn.items()), flush=True)
+    return per_example
+
+
+def group_fn(task: Any, split: str, fields: list[str]) -> Callable[[Mapping[str, Any]], list[list[str]]] | None:
+    """Per example of a batch its group labels (`n_demos=3`), one per field of `fields`."""
+    if not fields:
+        return None
+    columns = task.fields.get(split, {})
+    missing = [f for f in fields if f not in columns]
+    if missing:
+        raise RunConfigError(f"evaluation.group_by: task {task.name!r} has no field {', '.join(missing)} in split "
+                             f"{split!r}; its fields: {', '.join(columns) or 'none'}.")
+    return lambda batch: [[f"{f}={columns[f][int(i)]}" for f in fields] for i in batch["index"]]
 
 
 def build_callbacks(config: RunConfig, log_dir: Path | None) -> list[Callback]:
@@ -149,6 +184,7 @@ def _phase_trainer(config: RunConfig, task: Any, model: nn.Module, loaders: Mapp
         "seq2seq": config.seq2seq,
         "detokenize": task.tgt_tokenizer.decode,
         "references": reference_fn(task, "valid"),
+        "groups": group_fn(task, "valid", config.evaluation.group_fields()) if "valid" in task.splits else None,
         "wer_unit": task.wer_unit,
         "callbacks": callbacks,
     }

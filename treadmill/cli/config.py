@@ -2,10 +2,12 @@
 
     task:           {name: g2p-cmudict, options: {...}}     # see `treadmill tasks`
     model:          {name: transformer, d_model: 256, ...}  # the model config's fields
-    data:           {batch_size: 64, max_tokens: null, eval_batch_size: 256, num_workers: 0}
+    data:           {batch_size: 64, max_tokens: null, eval_batch_size: 256, num_workers: 0,
+                     sample_weights: null}                  # or {by: FIELD, weights: {value: w}}
     training:       {...TrainingConfig fields..., resume_from: null}
     seq2seq:        {...Seq2SeqConfig fields...}
-    evaluation:     {splits: [test], generation: {...}, samples: 5, max_batches: null, average_last: null}
+    evaluation:     {splits: [test], generation: {...}, samples: 5, max_batches: null, average_last: null,
+                     group_by: null}                        # or FIELD / [FIELD, ...]: metrics per group
     diagnostics:    {enabled: true, every_n_steps: 200, watch: [], on_alarm: warn}
     sequence_level: {enabled: false, epochs: 1, max_steps: null, lr: 1e-4, method: mrt, ...}
     seed: 0
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from treadmill.cli.cross_checks import check_example_fields, check_freeze_patterns
 from treadmill.cli.sections import (
     DataSection,
     DiagnosticsSection,
@@ -178,6 +181,8 @@ def _run_config(raw: Mapping[str, Any]) -> RunConfig:
     config.model.build_config()  # value errors (n_heads that does not divide d_model) now, not after the task is built
     _check_generation(config)
     _check_average_last(config)
+    check_example_fields(config)
+    check_freeze_patterns(config)
     return config
 
 

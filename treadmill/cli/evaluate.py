@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from treadmill.cli.build import build_loaders, make_trainer, reference_fn
+from treadmill.cli.build import build_loaders, group_fn, make_trainer, reference_fn
 from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.cli.report import headline, print_samples, spread_rows
 from treadmill.cli.run_dir import add_refit_argument, load_ensemble, load_run
@@ -133,6 +133,7 @@ def decode_split(config: RunConfig, task: Any, trainer: Any, split: str, loader:
             result = decode_loader(
                 trainer.model, loader, options, reference_fn(task, split), detokenize=decode, wer_unit=task.wer_unit,
                 device=trainer.device, max_batches=max_batches, variants=task.metric_variants, on_batch=on_batch,
+                groups=group_fn(task, split, config.evaluation.group_fields()),
             )
         finally:
             if handle:

@@ -128,18 +128,42 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    """Batching: a fixed batch size, or a token budget (`max_tokens`) that overrides it."""
+    """Batching: a fixed batch size, or a token budget (`max_tokens`) that overrides it; optionally
+    training examples drawn with replacement by weights of an example field (`sample_weights`:
+    `{by: depth, weights: {1: 1, 2: 3}}`, values not listed weigh 1)."""
 
     batch_size: int = 64
     max_tokens: int | None = None
     eval_batch_size: int = 256
     num_workers: int = 0
+    sample_weights: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_range("data.batch_size", self.batch_size, 1, integer=True)
         check_range("data.max_tokens", self.max_tokens, 1, integer=True, optional=True)
         check_range("data.eval_batch_size", self.eval_batch_size, 1, integer=True)
         check_range("data.num_workers", self.num_workers, 0, integer=True)
+        if self.sample_weights is not None:
+            self._check_sample_weights(self.sample_weights)
+
+    def _check_sample_weights(self, given: Any) -> None:
+        where = "data.sample_weights"
+        if not isinstance(given, Mapping) or "by" not in given or not isinstance(given.get("weights"), Mapping):
+            raise RunConfigError(f"{where} must be {{by: FIELD, weights: {{value: weight, ...}}}}, got {given!r}.")
+        check_keys(where, given, ["by", "weights"])
+        for value, weight in given["weights"].items():
+            check_range(f"{where}.weights[{value!r}]", weight, 0)
+        if not any(float(w) > 0 for w in given["weights"].values()):
+            raise RunConfigError(f"{where}.weights: at least one weight must be > 0, got {dict(given['weights'])}.")
+        if self.max_tokens is not None:
+            raise RunConfigError(f"{where} draws fixed-size batches; it cannot be combined with data.max_tokens "
+                                 f"(token budgets). Set data.max_tokens=null or remove {where}.")
+
+    def weight_of(self) -> tuple[str, dict[str, float]] | None:
+        """(field, {str(value): weight}) of `sample_weights`, None without it."""
+        if self.sample_weights is None:
+            return None
+        return str(self.sample_weights["by"]), {str(k): float(v) for k, v in self.sample_weights["weights"].items()}
 
 
 @dataclass
@@ -152,6 +176,14 @@ class EvaluationSection:
     max_batches: int | None = None
     # average_last=N evaluates the mean weights of the last N epoch checkpoints instead of the best one
     average_last: int | None = None
+    # example field(s) of the task whose values split every decoded metric: val_exact_match/n_demos=3
+    group_by: str | list[str] | None = None
+
+    def group_fields(self) -> list[str]:
+        """`group_by` as a list (empty without it)."""
+        if self.group_by is None:
+            return []
+        return [self.group_by] if isinstance(self.group_by, str) else list(self.group_by)
 
     def __post_init__(self) -> None:
         if not isinstance(self.splits, list) or any(split not in SPLITS for split in self.splits):
@@ -161,6 +193,9 @@ class EvaluationSection:
         check_range("evaluation.samples", self.samples, 0, integer=True)
         check_range("evaluation.max_batches", self.max_batches, 1, integer=True, optional=True)
         check_range("evaluation.average_last", self.average_last, 1, integer=True, optional=True)
+        if self.group_by is not None and not (isinstance(self.group_by, str) or (
+                isinstance(self.group_by, list) and all(isinstance(f, str) for f in self.group_by))):
+            raise RunConfigError(f"evaluation.group_by must name an example field or list fields, got {self.group_by!r}.")
 
 
 @dataclass

@@ -1,7 +1,16 @@
-"""`treadmill sweep CONFIG.yaml key=v1,v2 [key2=a,b ...] [--sweep-dir DIR]`: run a grid of config
-overrides, each in its own directory, into experiments.md and experiments.csv.
+"""`treadmill sweep CONFIG.yaml key=v1,v2 [key2=a,b ...] [--rows ROWS.yaml] [--sweep-dir DIR]`: run a
+grid of config overrides, each in its own directory, into experiments.md and experiments.csv.
 
-Every combination is validated before the first run trains, so a bad value fails in seconds.
+A grid is the cartesian product of its items. An ablation table is not a product: `--rows` names
+a YAML file of rows, each a name and its own dotted overrides (merged over the config, then the
+grid's overrides on top; with both, every row runs every grid combination)::
+
+    rows:
+      - {name: E0}                                         # the base config
+      - {name: E2, overrides: {training.optimizer.lr: 3.0e-4}}
+      - {name: E7, overrides: {model.pooling: attention}}
+
+Every run is validated before the first one trains, so a bad value fails in seconds.
 """
 
 from __future__ import annotations
@@ -27,14 +36,17 @@ def add_parser(commands: Any) -> None:
     """The `sweep` subcommand's arguments."""
     parser = commands.add_parser("sweep", help="run a grid of overrides and tabulate the results")
     parser.add_argument("config")
-    parser.add_argument("grid", nargs="+", help="key=v1,v2 (one per swept key) or key=value (fixed)")
+    parser.add_argument("grid", nargs="*", help="key=v1,v2 (one per swept key) or key=value (fixed)")
+    parser.add_argument("--rows", help="YAML file of named rows of overrides (an ablation table)")
     parser.add_argument("--sweep-dir", help="default runs/sweep-<config name>")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the grid; exit 1 when a run failed (the table lists every run either way)."""
+    if not args.grid and not args.rows:
+        raise RunConfigError("treadmill sweep needs a grid (key=v1,v2 ...), --rows ROWS.yaml, or both.")
     sweep_dir = Path(args.sweep_dir or Path("runs") / f"sweep-{Path(args.config).stem}")
-    rows = run_sweep(Path(args.config), args.grid, sweep_dir)
+    rows = run_sweep(Path(args.config), args.grid, sweep_dir, rows_path=Path(args.rows) if args.rows else None)
     failed = sum(row["status"] == "failed" for row in rows)
     print(f"{len(rows)} runs ({failed} failed): {sweep_dir / 'experiments.md'}")
     return 1 if failed else 0
@@ -54,9 +66,66 @@ def parse_grid(items: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)]
 
 
-def _run_name(overrides: list[str]) -> str:
-    name = ",".join(o.split(".")[-1] for o in overrides) or "base"
+def _run_name(overrides: list[str], row: str | None = None) -> str:
+    # the key's last part with its value: training.optimizer.lr=3e-4 -> lr=3e-4 (values keep their dots)
+    name = ",".join(o.split("=", 1)[0].split(".")[-1] + "=" + o.split("=", 1)[1] if "=" in o else o for o in overrides)
+    name = "-".join(part for part in (row, name) if part) or "base"
     return "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in name)
+
+
+def read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The named rows of a rows file: [(name, {dotted.key: value})], names unique."""
+    from treadmill.cli.config import read_yaml
+    from treadmill.validation import check_keys
+
+    raw = read_yaml(path, "rows file")
+    # `config:` names the base config the rows were written for (documentation; tests validate them on it)
+    check_keys(f"rows file '{path}'", raw, ["rows", "config"])
+    items = raw.get("rows")
+    if not isinstance(items, list) or not items:
+        raise RunConfigError(f"Rows file '{path}' needs `rows:`, a non-empty list of {{name: ..., overrides: {{...}}}}.")
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise RunConfigError(f"Rows file '{path}': row {index} must be a mapping with a name, got {item!r}.")
+        check_keys(f"rows file '{path}', row {item['name']!r}", item, ["name", "overrides", "note"])
+        overrides = item.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise RunConfigError(f"Rows file '{path}', row {item['name']!r}: overrides must map dotted keys to values.")
+        if item["name"] in [name for name, _ in rows]:
+            raise RunConfigError(f"Rows file '{path}': row name {item['name']!r} is used twice.")
+        rows.append((item["name"], {str(k): v for k, v in overrides.items()}))
+    return rows
+
+
+def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1} -> {"a": {"b": 1}}."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RunConfigError(f"Override {key!r} sets a key inside {part!r}, which another override sets to a value.")
+        node[leaf] = value
+    return out
+
+
+def _row_config(config_path: Path, row: dict[str, Any], overrides: list[str]) -> Any:
+    """The checked run config of the base file, a row's overrides, then the grid's."""
+    from treadmill.cli.config import merge_configs, parse_overrides, read_yaml, run_config_from_dict
+
+    if not config_path.is_file():
+        raise RunConfigError(f"Config file '{config_path}' does not exist. The examples are in examples/*.yaml.")
+    raw = merge_configs(read_yaml(config_path, "config file"), _nested(row))
+    return run_config_from_dict(merge_configs(raw, parse_overrides(overrides)))
+
+
+def _describe(row: dict[str, Any]) -> list[str]:
+    import json as _json
+
+    return [f"{k}={v if isinstance(v, str) else _json.dumps(v)}" for k, v in row.items()]
 
 
 def run_status(summary: dict[str, Any], monitor: str) -> str:
@@ -74,8 +143,8 @@ def run_status(summary: dict[str, Any], monitor: str) -> str:
     return "ok"
 
 
-def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
-    """Train every combination (skipping finished ones), record failures, write the tables."""
+def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path, rows_path: Path | None = None) -> list[dict[str, Any]]:
+    """Train every row x combination (skipping finished ones), record failures, write the tables."""
     from treadmill.cli.train import train_run
     from treadmill.distributed import broadcast_object, is_main_process, launched_world_size
 
@@ -83,13 +152,18 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
     # Under torchrun a failed run cannot be recorded and skipped: the other ranks would wait for it
     # forever inside the next run's collectives. It stops the sweep, and torchrun stops every rank.
     distributed = launched_world_size() > 1
-    combos = parse_grid(grid)
-    configs = [load_run_config(config_path, overrides) for overrides in combos]  # all checked before the first run
+    named = read_rows(rows_path) if rows_path is not None else [(None, {})]
+    runs = [(name, row, overrides) for name, row in named for overrides in (parse_grid(grid) if grid else [[]])]
+    # all checked before the first run
+    configs = [_row_config(config_path, row, overrides) if name is not None else load_run_config(config_path, overrides)
+               for name, row, overrides in runs]
+    combos = [[*_describe(row), *overrides] for _, row, overrides in runs]
     rows: list[dict[str, Any]] = []
     durations: list[float] = []  # wall time of each run trained here: the sweep's ETA
     sweep_started = time.perf_counter()
     for index, overrides in enumerate(combos, start=1):
-        run_dir = sweep_dir / _run_name(overrides)
+        row_name = runs[index - 1][0]
+        run_dir = sweep_dir / (_run_name(runs[index - 1][2], row_name) if row_name else _run_name(overrides))
         summary_path = run_dir / "summary.json"
         if main:
             print(f"[{index}/{len(combos)}] {' '.join(overrides) or '(base config)'} -> {run_dir}"
@@ -109,7 +183,7 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path) -> list[dict[
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.txt").write_text(traceback.format_exc())
             durations.append(time.perf_counter() - started)
-        rows.append(_row(overrides, summary, configs[index - 1].training.monitor))
+        rows.append(({"row": row_name} if row_name else {}) | _row(overrides, summary, configs[index - 1].training.monitor))
         if main:  # under torchrun the other ranks train but have no results to write
             write_tables(rows, sweep_dir)
     return rows
@@ -133,12 +207,28 @@ def _row(overrides: list[str], summary: dict[str, Any], monitor: str) -> dict[st
         row.update({"monitor": monitor, "best": best, "best_epoch": values.index(best) + 1})
     for split in ("valid", "test"):
         for key, value in (summary.get(split) or {}).items():
-            if isinstance(value, (int, float)) and key.split("_")[-1] in ("loss", "match", "accuracy", "bleu", "wer", "per", "mase", "nostress", "gap"):
+            metric, _, group = key.partition("/")  # a group's metric (exact_match/n_demos=3): exact match only
+            wanted = metric == "exact_match" if group else metric.split("_")[-1] in _TABLE_METRICS
+            if isinstance(value, (int, float)) and wanted:
                 row[f"{split}:{key.removeprefix('val_')}"] = value
+    train_accuracy = (summary.get("train") or {}).get("sequence_accuracy")
+    if isinstance(train_accuracy, (int, float)):  # the overfit test's (E1) verdict
+        row["train:sequence_accuracy"] = train_accuracy
+    row["train_s"] = round(float(summary.get("train_seconds", 0.0)), 1)
     row["wall_s"] = round(float(summary.get("wall_seconds", 0.0)), 1)
+    row["alarms"] = alarm_cell(summary.get("alarms") or [])
     if "error" in summary:
         row["error"] = summary["error"][:120]
     return row
+
+
+_TABLE_METRICS = ("loss", "match", "accuracy", "bleu", "wer", "per", "mase", "nostress", "gap")
+
+
+def alarm_cell(alarms: list[dict[str, Any]]) -> str:
+    """The run's health alarms in one cell: 'drift set_encoder @120 x3; grad_spike decoder @40'."""
+    return "; ".join(f"{a.get('kind')} {a.get('subject')} @{a.get('step')}" + (f" x{a['count']}" if a.get("count", 1) > 1 else "")
+                     for a in alarms) or "none"
 
 
 def _history(summary: dict[str, Any]) -> dict[str, list[float]]:

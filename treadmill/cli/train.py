@@ -119,6 +119,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
         "train": last_metrics(history, "train"),
         "valid": last_metrics(history, "val"),
         **final,
+        "alarms": _alarms(trainer),
         "history": {k: v for k, v in history.items() if isinstance(v, list) and v and isinstance(v[0], float)},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -126,6 +127,15 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
     print_run_report(run_report(trainer, train_seconds=train_seconds, results=results,
                                 weights={"evaluated": weights} if weights else None, run_dir=run_dir))
     return summary
+
+
+def _alarms(trainer: Any) -> list[dict[str, Any]]:
+    """The health alarms of the run (kind, subject, first and last step, count, first evidence)."""
+    from treadmill.callbacks.alarms import HealthMonitor
+
+    return [{"kind": a.kind, "subject": a.subject, "step": a.step, "last_step": a.last_step, "count": a.count,
+             "evidence": a.evidence}
+            for cb in trainer.callbacks if isinstance(cb, HealthMonitor) for a in cb.alarms]
 
 
 def finetune_sequence_level(config: RunConfig, task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path) -> Any:

@@ -1,4 +1,5 @@
-"""Sequence models that implement the decoding protocol: TransformerSeq2Seq, RNNSeq2Seq, GPT, ensembles.
+"""Sequence models that implement the decoding protocol: TransformerSeq2Seq, RNNSeq2Seq, GPT,
+SetEncoderSeq2Seq, ensembles.
 
 Each model is built from its config object (``TransformerSeq2Seq(TransformerSeq2SeqConfig(...))``)
 or with a builder (``transformer_seq2seq(src_vocab_size, tgt_vocab_size, d_model=128)``, presets
@@ -30,6 +31,7 @@ from treadmill.models.registry import (
     config_class,
 )
 from treadmill.models.rnn_seq2seq import RNNSeq2Seq, RNNSeq2SeqConfig
+from treadmill.models.set_encoder_seq2seq import SetEncoderSeq2Seq, SetEncoderSeq2SeqConfig
 from treadmill.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "RNNSeq2SeqConfig",
     "Seq2SeqEnsemble",
     "Seq2SeqModel",
+    "SetEncoderSeq2Seq",
+    "SetEncoderSeq2SeqConfig",
     "TransformerSeq2Seq",
     "TransformerSeq2SeqConfig",
     "build_model",

@@ -26,6 +26,7 @@ from treadmill.models._checks import check_choice, check_dropout, check_positive
 from treadmill.models.transformer_seq2seq import POSITIONALS
 from treadmill.nn.feedforward import ACTIVATIONS, FeedForward
 from treadmill.nn.masks import causal_mask, positions_from_padding_mask
+from treadmill.nn.norms import NORM_KINDS, build_norm
 from treadmill.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -51,6 +52,9 @@ class GPTConfig:
     tie_embeddings: bool = True
     prefix_len: int = 0
     activation: str = "gelu"
+    # "rmsnorm" for every norm; embedding_norm adds one after embedding + position (seed 003's embed_ln)
+    norm: str = "layernorm"
+    embedding_norm: bool = False
 
     def __post_init__(self) -> None:
         owner = "GPTConfig"
@@ -66,6 +70,7 @@ class GPTConfig:
         check_dropout(owner, dropout=self.dropout)
         check_choice(owner, "positional", self.positional, POSITIONALS)
         check_choice(owner, "activation", self.activation, ACTIVATIONS)
+        check_choice(owner, "norm", self.norm, NORM_KINDS)
         if self.d_model % self.n_heads:
             raise config_error(
                 f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}.", "n_heads")
@@ -105,12 +110,14 @@ class GPT(nn.Module):
                 dropout=cfg.dropout,
                 activation=cfg.activation,
                 norm_first=True,
+                norm=cfg.norm,
                 rotary=rotary,
                 cross_attention=False,
             )
             for _ in range(cfg.n_layers)
         ]
-        self.decoder = Decoder(blocks, nn.LayerNorm(cfg.d_model))
+        self.decoder = Decoder(blocks, build_norm(cfg.norm, cfg.d_model))
+        self.embedding_norm = build_norm(cfg.norm, cfg.d_model) if cfg.embedding_norm else None
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self._init_weights()
         if cfg.tie_embeddings:
@@ -176,6 +183,8 @@ class GPT(nn.Module):
         x = self.token_embedding(tokens[:, past:])
         if self.positions is not None:
             x = x + self.positions(new_positions)
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
         out = self.decoder(
             self.dropout(x),
             self_attn_mask=attn_mask,

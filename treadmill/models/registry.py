@@ -25,6 +25,7 @@ from treadmill.models._checks import closest_hint
 from treadmill.models.forecaster import Forecaster, ForecasterConfig
 from treadmill.models.gpt import GPT, GPTConfig
 from treadmill.models.rnn_seq2seq import RNNSeq2Seq, RNNSeq2SeqConfig
+from treadmill.models.set_encoder_seq2seq import SetEncoderSeq2Seq, SetEncoderSeq2SeqConfig
 from treadmill.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
 
 __all__ = ["CONFIG_ALIASES", "MODELS", "build_model", "canonical_config", "config_class"]
@@ -35,6 +36,7 @@ MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "rnn": (RNNSeq2SeqConfig, RNNSeq2Seq),
     "gpt": (GPTConfig, GPT),
     "forecaster": (ForecasterConfig, Forecaster),
+    "setencoder-seq2seq": (SetEncoderSeq2SeqConfig, SetEncoderSeq2Seq),
 }
 
 # name -> {old key: canonical key}: the one table of renamed config fields.
@@ -43,6 +45,7 @@ CONFIG_ALIASES: dict[str, dict[str, str]] = {
     "rnn": {"num_layers": "n_layers"},
     "gpt": {},
     "forecaster": {"num_layers": "n_layers"},
+    "setencoder-seq2seq": {},
 }
 
 
@@ -69,7 +72,7 @@ def canonical_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_model(name: str, config: Mapping[str, Any]) -> nn.Module:
-    """The model called `name` ("transformer", "rnn", "gpt", "forecaster") from a dict of fields."""
+    """The model called `name` ("transformer", "rnn", "gpt", "forecaster", "setencoder-seq2seq") from a dict of fields."""
     cfg_cls = config_class(name)
     config = canonical_config(name, config)
     fields = {f.name for f in dataclasses.fields(cfg_cls)}

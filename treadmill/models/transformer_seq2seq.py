@@ -31,6 +31,7 @@ from treadmill.models._checks import (
     config_error,
 )
 from treadmill.nn.feedforward import ACTIVATIONS
+from treadmill.nn.norms import NORM_KINDS, build_norm
 from treadmill.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -66,6 +67,9 @@ class TransformerSeq2SeqConfig:
     attention_dropout: float = 0.0
     activation_dropout: float = 0.0
     layer_scale_init: float | None = None
+    # "rmsnorm" for every norm; embedding_norm adds one after embedding + position (seed 003's embed_ln)
+    norm: str = "layernorm"
+    embedding_norm: bool = False
 
     def __post_init__(self) -> None:
         owner = "TransformerSeq2SeqConfig"
@@ -88,6 +92,7 @@ class TransformerSeq2SeqConfig:
         )
         check_choice(owner, "positional", self.positional, POSITIONALS)
         check_choice(owner, "activation", self.activation, ACTIVATIONS)
+        check_choice(owner, "norm", self.norm, NORM_KINDS)
         if self.d_model % self.n_heads:
             raise config_error(
                 f"{owner}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}.", "n_heads")
@@ -136,6 +141,7 @@ class TransformerSeq2Seq(nn.Module):
             dropout=cfg.dropout,
             activation=cfg.activation,
             norm_first=norm_first,
+            norm=cfg.norm,
             layer_scale_init=cfg.layer_scale_init,
             attention_dropout=cfg.attention_dropout,
             activation_dropout=cfg.activation_dropout,
@@ -143,12 +149,13 @@ class TransformerSeq2Seq(nn.Module):
         )
         self.encoder = Encoder(
             [encoder_block(d_model, n_heads, cfg.d_ff, **block_args) for _ in range(cfg.n_encoder_layers)],
-            nn.LayerNorm(d_model) if norm_first else None,
+            build_norm(cfg.norm, d_model) if norm_first else None,
         )
         self.decoder = Decoder(
             [decoder_block(d_model, n_heads, cfg.d_ff, **block_args) for _ in range(cfg.n_decoder_layers)],
-            nn.LayerNorm(d_model) if norm_first else None,
+            build_norm(cfg.norm, d_model) if norm_first else None,
         )
+        self.embedding_norm = build_norm(cfg.norm, d_model) if cfg.embedding_norm else None
         self.output_proj = nn.Linear(d_model, cfg.tgt_vocab_size, bias=False)
         self._init_weights()
         if cfg.tie_embeddings:
@@ -180,6 +187,8 @@ class TransformerSeq2Seq(nn.Module):
         x = embedding(tokens) * self.embed_scale
         if pos is not None:
             x = x + pos(torch.arange(start, end, device=tokens.device))
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
         return self.dropout(x)
 
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> dict[str, Tensor]:

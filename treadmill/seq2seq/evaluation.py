@@ -7,6 +7,7 @@ generate` all decode through here, so the three report the same numbers for the 
         output = generate(model, batch's sources, **generation)
         hypotheses -> metrics (exact match, BLEU, chrF, WER, PER, token accuracy)
                    -> each variant's metrics  (e.g. G2P's WER without stress digits)
+                   -> each group's metrics    (`exact_match/n_demos=3`, with `groups`)
                    -> on_batch(DecodedBatch)  (predictions files, samples)
 """
 
@@ -29,6 +30,8 @@ __all__ = ["DecodedBatch", "DecodeResult", "decode_loader", "generate_for_batch"
 
 # Acceptable targets per example, as token ids: references(batch)[i] lists example i's.
 ReferenceFn = Callable[[Mapping[str, Any]], list[list[list[int]]]]
+# Group labels per example: groups(batch)[i] lists example i's ("n_demos=3", "depth=2").
+GroupFn = Callable[[Mapping[str, Any]], list[list[str]]]
 
 
 def decoder_only_prompt(src: Tensor) -> Tensor:
@@ -123,10 +126,12 @@ def decode_loader(
     on_batch: Callable[[DecodedBatch], None] | None = None,
     merge_ranks: bool = False,
     keep_hypotheses: bool = False,
+    groups: GroupFn | None = None,
 ) -> DecodeResult:
     """Decode `loader` free-running and score the best hypotheses against `references` (default:
     each batch's own `tgt`; batches without one are decoded, not scored); `variants` name text maps
-    scored as well (metrics suffixed `_name`)."""
+    scored as well (metrics suffixed `_name`); `groups` label examples, and each label's examples
+    are scored on their own too (metrics suffixed `/label`, with their count `n_examples/label`)."""
     options = {**generation, "return_scores": True}
     n = int(options.get("num_return_sequences", 1))
     scorer = _Scorer(detokenize, wer_unit, variants or {})
@@ -140,7 +145,8 @@ def decode_loader(
         hypotheses, scores = _n_best(output, n)
         refs = references(batch) if references is not None else _own_references(batch)
         if refs is not None:
-            scorer.update([seqs[0] if seqs else [] for seqs in hypotheses], refs)
+            scorer.update([seqs[0] if seqs else [] for seqs in hypotheses], refs,
+                          groups(batch) if groups is not None else None)
         seen = len(result.rows) if keep_hypotheses else 0
         rows = batch["index"].tolist() if "index" in batch else list(range(seen, seen + len(hypotheses)))
         decoded = DecodedBatch(rows, hypotheses, scores, refs, _best_attention(output, n))
@@ -165,10 +171,20 @@ class _Scorer:
         self.detokenize, self.variants = detokenize, variants
         self.accumulators = {"": Seq2SeqMetrics(detokenize=detokenize, wer_unit=wer_unit)}
         self.accumulators.update({f"_{name}": Seq2SeqMetrics(wer_unit=wer_unit) for name in variants})
+        self.wer_unit = wer_unit
+        self.group_counts: dict[str, int] = {}
 
-    def update(self, best: list[list[int]], refs: list[list[list[int]]]) -> None:
-        """Add a batch: best[i] is example i's best hypothesis, refs[i] its references (ids)."""
+    def update(self, best: list[list[int]], refs: list[list[list[int]]], labels: list[list[str]] | None = None) -> None:
+        """Add a batch: best[i] is example i's best hypothesis, refs[i] its references (ids),
+        labels[i] its group labels."""
         self.accumulators[""].update(best, refs)
+        for i, example_labels in enumerate(labels or []):
+            for label in example_labels:
+                key = f"/{label}"
+                if key not in self.accumulators:
+                    self.accumulators[key] = Seq2SeqMetrics(detokenize=self.detokenize, wer_unit=self.wer_unit)
+                self.accumulators[key].update([best[i]], [refs[i]])
+                self.group_counts[label] = self.group_counts.get(label, 0) + 1
         for name, text_map in self.variants.items():
             decode = self.detokenize
             self.accumulators[f"_{name}"].update([text_map(decode(h)) for h in best],  # type: ignore[misc]
@@ -177,7 +193,9 @@ class _Scorer:
     def compute(self, merge_ranks: bool) -> dict[str, float]:
         """The metrics, suffixed by variant; {} when nothing was scored."""
         metrics: dict[str, float] = {}
-        for suffix, accumulator in self.accumulators.items():
+        # the whole split and its variants first, then the groups in sorted order (stable columns)
+        ordered = sorted(self.accumulators.items(), key=lambda item: (item[0].startswith("/"), item[0]))
+        for suffix, accumulator in ordered:
             if merge_ranks:  # every rank decoded its shard: all must see (and stop on) the same numbers
                 _merge_ranks(accumulator)
             if len(accumulator) == 0:
@@ -186,6 +204,8 @@ class _Scorer:
             values["gen_token_accuracy"] = values.pop("token_accuracy")
             values.pop("sequence_accuracy", None)  # free-running sequence accuracy is exact_match
             metrics.update({f"{k}{suffix}": v for k, v in values.items()})
+            if suffix.startswith("/"):
+                metrics[f"n_examples{suffix}"] = float(len(accumulator))
         return metrics
 
 

@@ -121,6 +121,7 @@ class Seq2SeqTrainer(Trainer):
         detokenize: Callable[[list[int]], str] | None = None,
         references: Callable[[Mapping[str, Any]], list[list[list[int]]]] | None = None,
         wer_unit: WerUnit = "word",
+        groups: Callable[[Mapping[str, Any]], list[list[str]]] | None = None,
     ) -> None:
         check_wer_unit(wer_unit, "Seq2SeqTrainer")  # before the model moves or the process group forms
         self.seq2seq = seq2seq or Seq2SeqConfig()
@@ -134,6 +135,7 @@ class Seq2SeqTrainer(Trainer):
         self.detokenize = detokenize
         self.references = references
         self.wer_unit = wer_unit
+        self.groups = groups  # validation examples' group labels: metrics per group (evaluation.group_by)
         self.schedule = self.seq2seq.schedule()
         self._ss_generator = torch.Generator(device=self.device).manual_seed(self.data_seed + 1)
         self._last_loss: TokenLoss | None = None
@@ -263,5 +265,5 @@ class Seq2SeqTrainer(Trainer):
             return decode_loader(
                 self.model, loader, self.seq2seq.generation, self.references, detokenize=self.detokenize,
                 wer_unit=self.wer_unit, device=self.device, max_batches=max_batches, merge_ranks=self.dist.enabled,
-                on_batch=lambda _: bar.advance(),
+                on_batch=lambda _: bar.advance(), groups=self.groups,
             ).metrics

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from treadmill.data.tasks.base import Task, TaskSpec
+from treadmill.data.tasks.fewshot import DESCRIPTION as FEWSHOT_DESCRIPTION
+from treadmill.data.tasks.fewshot import build_fewshot_rules, fewshot_fields, fewshot_sizes
 from treadmill.data.tasks.files import DESCRIPTION as FILES_DESCRIPTION
 from treadmill.data.tasks.files import build_files, files_sizes
 from treadmill.data.tasks.forecast import (
@@ -55,6 +57,7 @@ __all__ = [
     "TaskSpec",
     "get_task",
     "list_tasks",
+    "task_fields",
     "task_options",
     "task_sizes",
 ]
@@ -75,6 +78,7 @@ REGISTRY: dict[str, TaskSpec] = {
         TaskSpec("files", FILES_DESCRIPTION, build_files, files_sizes),
         TaskSpec("lm-shakespeare", SHAKESPEARE_DESCRIPTION, build_lm_shakespeare, lm_shakespeare_sizes),
         TaskSpec("lm-files", LM_FILES_DESCRIPTION, build_lm_files, lm_files_sizes),
+        TaskSpec("fewshot-rules", FEWSHOT_DESCRIPTION, build_fewshot_rules, fewshot_sizes, fewshot_fields),
     ]
 }
 
@@ -130,6 +134,13 @@ def task_sizes(name: str, **options: Any) -> dict[str, int]:
     spec = _spec(name)
     _check_options(name, options)
     return spec.sizes(**options)
+
+
+def task_fields(name: str, **options: Any) -> dict[str, list[Any]]:
+    """The example fields of task `name` with `options` and every value each can take ({} if none)."""
+    spec = _spec(name)
+    _check_options(name, options)
+    return spec.fields(**options) if spec.fields is not None else {}
 
 
 def list_tasks() -> list[TaskInfo]:

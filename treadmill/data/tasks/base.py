@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from treadmill.data.collate import collate_seq2seq
 from treadmill.data.sampler import TokenBudgetBatchSampler
 from treadmill.data.tokenizers import Tokenizer
+from treadmill.data.weighted import WeightedEpochSampler
 from treadmill.metrics.streaming import WerUnit
 
 
@@ -46,6 +47,9 @@ class Task:
     # The figures the epoch summary shows besides the loss and the monitored metric (names
     # without `val_`); empty picks one (treadmill.training.epoch_summary.DEFAULT_HEADLINE).
     headline: tuple[str, ...] = ()
+    # Per split, named per-example values (`fields["test"]["n_demos"][i]`) that
+    # `data.sample_weights` weights by and `evaluation.group_by` groups by.
+    fields: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def split_sizes(self) -> dict[str, int]:
         """Number of examples per split."""
@@ -57,7 +61,9 @@ class Task:
             return {"context_len": self.metadata["context_len"], "horizon": self.metadata["horizon"]}
         src, tgt = self.src_tokenizer.vocab_size, self.tgt_tokenizer.vocab_size  # type: ignore[union-attr]
         # a decoder-only model reads sources and writes targets with one embedding table
-        return {"src_vocab_size": src, "tgt_vocab_size": tgt, "vocab_size": max(src, tgt)}
+        # plus what a task's own layout tells its models (fewshot-rules: its separator ids)
+        return {"src_vocab_size": src, "tgt_vocab_size": tgt, "vocab_size": max(src, tgt),
+                **self.metadata.get("model_sizes", {})}
 
     def source_layout(self) -> dict[str, bool]:
         """Whether the datasets' sources start with BOS and end with EOS (new inputs must match)."""
@@ -77,6 +83,7 @@ class Task:
         shuffle: bool | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        sample_weights: Sequence[float] | None = None,
     ) -> DataLoader:
         """A DataLoader over one split: token-budget buckets if `max_tokens`, else fixed batches.
 
@@ -85,7 +92,8 @@ class Task:
         not undo the budget); `max_batch_size` optionally caps the samples per batch. The loader's
         `batch_sampler` is then a TokenBudgetBatchSampler: call `loader.batch_sampler.set_epoch(e)`
         before each epoch.
-        `shuffle` defaults to True for "train" only.
+        `shuffle` defaults to True for "train" only. `sample_weights` (one per example, fixed
+        batches only) draws each epoch's examples with replacement by weight (WeightedEpochSampler).
         """
         if split not in self.splits:
             raise ValueError(
@@ -111,6 +119,8 @@ class Task:
             )
         if batch_size is None:
             batch_size = 64
+        if sample_weights is not None:
+            return self._weighted_loader(split, sample_weights, batch_size, max_tokens, seed, num_workers)
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
             dataset,
@@ -121,6 +131,17 @@ class Task:
             num_workers=num_workers,
         )
 
+    def _weighted_loader(self, split: str, weights: Sequence[float], batch_size: int, max_tokens: int | None,
+                         seed: int, num_workers: int) -> DataLoader:
+        """Fixed batches of examples drawn with replacement by weight, per epoch (WeightedEpochSampler)."""
+        dataset = self.splits[split]
+        if max_tokens is not None or len(weights) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"task {self.name!r}: sample_weights need fixed batches (no max_tokens) and one "
+                             f"weight per example of {split!r} ({len(dataset)}), got {len(weights)}.")  # type: ignore[arg-type]
+        return DataLoader(dataset, batch_size=batch_size, sampler=WeightedEpochSampler(weights, seed=seed),
+                          collate_fn=self.collate_fn, num_workers=num_workers,
+                          generator=torch.Generator().manual_seed(seed))
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -130,6 +151,8 @@ class TaskSpec:
     description: str
     build: Callable[..., Task]
     sizes: Callable[..., dict[str, int]]
+    # Every value of each example field at given options, known without building (None: no fields).
+    fields: Callable[..., dict[str, list[Any]]] | None = None
 
     def option_defaults(self) -> dict[str, Any]:
         """The builder's keyword options and their defaults."""
