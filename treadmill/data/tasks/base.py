@@ -46,6 +46,9 @@ class Task:
     # The figures the epoch summary shows besides the loss and the monitored metric (names
     # without `val_`); empty picks one (treadmill.training.epoch_summary.DEFAULT_HEADLINE).
     headline: tuple[str, ...] = ()
+    # A verifiable reward: checker(source text, output text) -> float, judging an output from its
+    # source alone (the addition tasks compute the sum); `sequence_level.reward: checker` uses it.
+    checker: Callable[[str, str], float] | None = None
 
     def split_sizes(self) -> dict[str, int]:
         """Number of examples per split."""
