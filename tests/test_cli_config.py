@@ -94,7 +94,7 @@ def test_unknown_keys_suggest_the_closest(tmp_path, override, message):
         ("evaluation.generation.beam_szie=5", r"evaluation\.generation: .*'beam_szie'.*Did you mean 'beam_size'"),
         ("seq2seq.generation.strategy=beem", r"seq2seq\.generation: .*strategy"),
         ("evaluation.generation.beam_size=0", r"evaluation\.generation: .*beam_size"),
-        ("sequence_level.method=mrtt", r"sequence_level: .*method must be 'mrt' or 'reinforce'"),
+        ("sequence_level.method=mrtt", r"sequence_level: .*method must be one of mrt, reinforce, grpo, consistency"),
         ("sequence_level.epochs=0", r"sequence_level\.epochs must be an integer >= 1"),
     ],
 )

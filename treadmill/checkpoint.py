@@ -389,6 +389,9 @@ def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[i
     trainer.global_step = int(state["global_step"])
     trainer.skipped_steps = int(state.get("skipped_steps", 0))
     restore_rng_state(state["rng"])
+    restore_extra = getattr(trainer, "restore_extra_state", None)  # a trainer's own state (sequence-level samplers)
+    if restore_extra is not None:
+        restore_extra(state)
     epoch, done = int(state["epoch"]), int(state.get("batch_in_epoch", 0))
     trainer.epoch, trainer.batch_in_epoch = epoch, done
     return epoch, done

@@ -158,7 +158,7 @@ def make_trainer(
     objective: str = "mle",
 ) -> Any:
     """The trainer of a run phase: a Seq2SeqTrainer (teacher forcing, `objective` "mle"), a
-    SequenceLevelTrainer ("mrt", "reinforce"), or the task kind's own (forecasts); with no
+    SequenceLevelTrainer ("mrt", "reinforce", "grpo", "consistency"), or the task kind's own (forecasts); with no
     "train" loader, a trainer that only evaluates."""
     training = dataclasses.replace(training or config.training, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
     trainer = _phase_trainer(config, task, model, loaders, training, callbacks, objective)
@@ -193,7 +193,9 @@ def _phase_trainer(config: RunConfig, task: Any, model: nn.Module, loaders: Mapp
     from treadmill.seq2seq.sequence_trainer import SequenceLevelTrainer
 
     return _quiet_report(SequenceLevelTrainer(model, training, train_loader, valid_loader,
-                                              sequence_level=config.sequence_level.objective(), **options))
+                                              sequence_level=config.sequence_level.objective(),
+                                              source_detokenize=task.src_tokenizer.decode, checker=task.checker,
+                                              **options))
 
 
 def _quiet_report(trainer: Any) -> Any:

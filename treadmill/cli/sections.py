@@ -233,7 +233,7 @@ class SequenceLevelSection:
 
     @property
     def method(self) -> str:
-        """mrt, reinforce or mle."""
+        """mrt, reinforce, grpo, consistency or mle."""
         return str(self.options.get("method", "mrt"))
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from treadmill.data.tasks.arithmetic import ADDITION_LM_DESCRIPTION, build_addition_lm
 from treadmill.data.tasks.base import Task, TaskSpec
 from treadmill.data.tasks.fewshot import DESCRIPTION as FEWSHOT_DESCRIPTION
 from treadmill.data.tasks.fewshot import build_fewshot_rules, fewshot_fields, fewshot_sizes
@@ -69,6 +70,7 @@ REGISTRY: dict[str, TaskSpec] = {
         TaskSpec("copy", COPY_DESCRIPTION, build_copy, generated_sizes),
         TaskSpec("sort", SORT_DESCRIPTION, build_sort, generated_sizes),
         TaskSpec("addition", ADDITION_DESCRIPTION, build_addition, generated_sizes),
+        TaskSpec("addition-lm", ADDITION_LM_DESCRIPTION, build_addition_lm, generated_sizes),
         TaskSpec("g2p-cmudict", G2P_DESCRIPTION, build_g2p_cmudict, g2p_sizes),
         TaskSpec("num2words-en-fr", NUMBERS_DESCRIPTION, build_num2words_en_fr, num2words_sizes),
         TaskSpec(

@@ -50,6 +50,9 @@ class Task:
     # Per split, named per-example values (`fields["test"]["n_demos"][i]`) that
     # `data.sample_weights` weights by and `evaluation.group_by` groups by.
     fields: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # A verifiable reward: checker(source text, output text) -> float, judging an output from its
+    # source alone (the addition tasks compute the sum); `sequence_level.reward: checker` uses it.
+    checker: Callable[[str, str], float] | None = None
 
     def split_sizes(self) -> dict[str, int]:
         """Number of examples per split."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from treadmill.data.datasets import Seq2SeqDataset
 from treadmill.data.tasks.base import Task
+from treadmill.data.tasks.checkers import check_addition
 from treadmill.data.tokenizers import WordTokenizer
 from treadmill.data.vocab import Vocab
 
@@ -220,6 +221,7 @@ def build_addition(
         src_tokenizer=src_tokenizer,
         tgt_tokenizer=tgt_tokenizer,
         metadata={"min_len": min_len, "max_len": max_len, "seed": seed},
+        checker=check_addition,
     )
 
 
