@@ -54,7 +54,9 @@ def assert_same_weights(got, expected, exact=False):
 
 # ---------------------------------------------------------------------- equal to one process
 
-@pytest.mark.parametrize("model", ["mlp", pytest.param("transformer", marks=pytest.mark.slow), "gpt"])
+# Each launch of torchrun costs ~10 s here: the MLP runs by default, the Transformers with `-m slow`.
+@pytest.mark.parametrize("model", ["mlp", pytest.param("transformer", marks=pytest.mark.slow),
+                                   pytest.param("gpt", marks=pytest.mark.slow)])
 def test_two_fsdp_ranks_with_accumulation_and_clipping_match_one_process(model, tmp_path):
     # 2 ranks x 2 micro-batches of 2 == one batch of 8 per step; the clipping threshold is below the
     # gradient norm, so every step clips by the global norm over both ranks' shards.
@@ -78,6 +80,7 @@ def test_two_fsdp_ranks_with_accumulation_and_clipping_match_one_process(model, 
 
 # ---------------------------------------------------------------------- sharded checkpoints
 
+@pytest.mark.slow  # three torchrun launches
 def test_sharded_checkpoint_resumes_bit_identically_at_two_ranks_and_loads_into_one_process(tmp_path):
     common = ["--model", "gpt", "--batch-size", 4, "--optimizer", "AdamW"]
     torchrun(tmp_path / "through", *common)
@@ -116,6 +119,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # two launches that wait for each other's rendezvous
 def test_two_nodes_rendezvous_over_loopback_and_match_one_process(tmp_path):
     # Two torchrun launches, one per "node", meeting through the c10d rendezvous on 127.0.0.1.
     single(tmp_path / "one", "--model", "mlp", "--batch-size", 8)
@@ -252,3 +256,43 @@ def test_resuming_at_the_same_world_size_still_works(tmp_path):
         trainer.fit(resume_from="last")
     assert trainer.global_step == 8
     assert [str(w.message) for w in caught if "world size" in str(w.message).lower()] == []
+
+
+FSDP_RUN = """
+task: {name: reverse, options: {alphabet_size: 6, min_len: 2, max_len: 6, n_train: 200, n_valid: 40, n_test: 40}}
+model: {name: transformer, d_model: 16, n_heads: 2, n_encoder_layers: 1, n_decoder_layers: 1, d_ff: 32, dropout: 0.0}
+data: {max_tokens: 48, eval_batch_size: 40}
+training: {epochs: 2, progress_bar: false, optimizer: {lr: 3.0e-3}, strategy: fsdp, activation_checkpointing: true}
+seq2seq: {generation: {max_len: 8}}
+evaluation: {samples: 0}
+diagnostics: {enabled: false}
+"""
+
+
+@pytest.mark.slow
+def test_cli_trains_with_fsdp_under_torchrun_and_one_process_rescores_it(tmp_path):
+    import json
+
+    config = tmp_path / "run.yaml"
+    config.write_text(FSDP_RUN)
+    run_dir = tmp_path / "run"
+    two = _run([*RUN, "--standalone", "--nproc_per_node=2", "-m", "treadmill.cli", "train", str(config), "--run-dir", str(run_dir)])
+    assert two.stdout.count("test (40 examples): ") == 1
+    assert (run_dir / "checkpoints" / "last.pt" / ".metadata").is_file()  # sharded
+    reported = json.loads((run_dir / "summary.json").read_text())["test"]
+    # The gathered best weights decode on every rank, and one process (no torchrun) reproduces them.
+    alone = _run([sys.executable, "-m", "treadmill.cli", "eval", str(run_dir)])
+    rescored = json.loads(alone.stdout.strip().splitlines()[-1])
+    assert rescored["loss"] == pytest.approx(reported["loss"], rel=1e-5)
+    assert rescored["bleu"] == pytest.approx(reported["bleu"], rel=1e-5)
+
+
+def test_run_config_takes_the_strategy_fields(tmp_path):
+    from treadmill.cli.config import load_run_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text(FSDP_RUN)
+    training = load_run_config(config, ["training.fsdp_wrap=[EncoderBlock]"]).training
+    assert (training.strategy, training.activation_checkpointing, training.fsdp_wrap) == ("fsdp", True, ["EncoderBlock"])
+    with pytest.raises(ConfigError, match="strategy must be one of"):
+        load_run_config(config, ["training.strategy=deepspeed"])

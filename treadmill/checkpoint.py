@@ -31,6 +31,7 @@ from treadmill import __version__
 from treadmill.training.checks import check_finite_weights
 from treadmill.training.history import upgrade_history
 from treadmill.training.io_errors import CheckpointError, checkpoint_io
+from treadmill.fsdp import is_fsdp
 from treadmill.sharded_checkpoint import (
     is_sharded_checkpoint,
     load_sharded_into,
@@ -172,7 +173,10 @@ def _fill_tied(model_state: Mapping[str, torch.Tensor], loaded: dict[str, Any]) 
     """Give tied parameters that a safetensors export stored once their shared value back."""
     by_storage: dict[tuple[int, int], list[str]] = {}
     for key, tensor in model_state.items():
-        by_storage.setdefault((tensor.untyped_storage().data_ptr(), int(tensor.storage_offset())), []).append(key)
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor  # an FSDP shard: tied ones share it
+        if local.numel() == 0 and local is not tensor:  # an empty shard shares nothing
+            continue
+        by_storage.setdefault((local.untyped_storage().data_ptr(), int(local.storage_offset())), []).append(key)
     for keys in by_storage.values():
         present = [k for k in keys if k in loaded]
         if present:
@@ -192,6 +196,11 @@ def load_model_weights(model: nn.Module, state_dict: Mapping[str, Any], source: 
     problem = _describe_mismatch(model_state, state_dict)
     if problem:
         raise CheckpointError(f"The weights in {source} do not fit {type(target).__name__}:\n  {problem}")
+    if is_fsdp(target):  # sharded parameters: each rank keeps its part of the full tensors (every rank calls this)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(target, state_dict, options=StateDictOptions(full_state_dict=True))
+        return
     target.load_state_dict(state_dict)
 
 
