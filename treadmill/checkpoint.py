@@ -28,9 +28,6 @@ import torch
 from torch import nn
 
 from treadmill import __version__
-from treadmill.training.checks import check_finite_weights
-from treadmill.training.history import upgrade_history
-from treadmill.training.io_errors import CheckpointError, checkpoint_io
 from treadmill.fsdp import is_fsdp
 from treadmill.sharded_checkpoint import (
     is_sharded_checkpoint,
@@ -41,6 +38,9 @@ from treadmill.sharded_checkpoint import (
     save_sharded,
     save_sharded_rotated,
 )
+from treadmill.training.checks import check_finite_weights
+from treadmill.training.history import upgrade_history
+from treadmill.training.io_errors import CheckpointError, checkpoint_io
 from treadmill.training.rotation import atomic_save, save_rotated
 
 if TYPE_CHECKING:

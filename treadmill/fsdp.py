@@ -148,13 +148,15 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The whole (unsharded) state dict on CPU, on every rank: a collective under FSDP."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    from treadmill.checkpoint import unwrap_model  # treadmill.checkpoint imports FSDP helpers lazily too
+    from treadmill.checkpoint import (
+        unwrap_model,  # treadmill.checkpoint imports FSDP helpers lazily too
+    )
 
     if not is_fsdp(model):
         return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
     # cpu_offload=False keeps every rank's copy: tests and exports need the weights everywhere.
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
-    return {k: v.detach().cpu() for k, v in state.items()}
+    return {k: v.detach().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def non_finite_local_tensors(model: nn.Module) -> list[str]:

@@ -46,7 +46,10 @@ def is_sharded_checkpoint(path: str | os.PathLike[str]) -> bool:
 
 def _sharded_tensors(model: nn.Module, optimizer: Any) -> dict[str, Any]:
     """The model's and optimizer's state as DCP saves and loads it: each rank's own shards."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     tensors: dict[str, Any] = {"model": get_model_state_dict(model)}
     if optimizer is not None:
@@ -162,7 +165,10 @@ def load_sharded_into(model: nn.Module, optimizer: Any, path: str | os.PathLike[
     """Load a sharded checkpoint's weights (and optimizer state, when given) into a model sharded at
     any world size, or a plain one in a single process: DCP reads the parts each rank needs."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     tensors = _sharded_tensors(model, optimizer)
     try:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from treadmill.activation_checkpointing import enable_activation_checkpointing
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.configured import from_config
 from treadmill.checkpoint import (
@@ -52,7 +53,6 @@ from treadmill.checkpoint import (
     training_state,
     unwrap_model,
 )
-from treadmill.activation_checkpointing import enable_activation_checkpointing
 from treadmill.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -297,6 +297,7 @@ class Trainer(PytorchTreadmillMethods):
                 cb.on_batch_start(self, batch, batch_idx)
             end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
             # DDP all-reduces (FSDP reduce-scatters) gradients only on the last micro-batch of a group.
+            sync: contextlib.AbstractContextManager[Any]
             if self.sharded:
                 sync = gradient_sync(self.model, end_of_group)
             else:
