@@ -218,7 +218,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.Pat
     seen: dict[tuple[int, int], str] = {}
     unique: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        ident = (tensor.untyped_storage().data_ptr(), int(tensor.storage_offset()))
         if ident in seen and tensor.numel() > 0:
             continue
         seen[ident] = key
