@@ -28,6 +28,16 @@ import torch
 from torch import nn
 
 from treadmill import __version__
+from treadmill.fsdp import is_fsdp
+from treadmill.sharded_checkpoint import (
+    is_sharded_checkpoint,
+    load_sharded_into,
+    load_sharded_state,
+    load_sharded_weights,
+    refuse_non_finite_shards,
+    save_sharded,
+    save_sharded_rotated,
+)
 from treadmill.training.checks import check_finite_weights
 from treadmill.training.history import upgrade_history
 from treadmill.training.io_errors import CheckpointError, checkpoint_io
@@ -44,6 +54,7 @@ __all__ = [
     "restore_rng_state",
     "load_model_weights",
     "export_weights",
+    "export_state_dict",
     "unwrap_model",
     "average_checkpoints",
     "training_state",
@@ -69,6 +80,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file safely (weights_only); refuses files that need arbitrary unpickling."""
     path = Path(path)
+    if is_sharded_checkpoint(path):  # an FSDP run's directory: its full weights, gathered here
+        return {**load_sharded_state(path, map_location), "model": load_sharded_weights(path)}
     if not path.is_file():
         raise CheckpointError(f"Checkpoint file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
@@ -160,7 +173,10 @@ def _fill_tied(model_state: Mapping[str, torch.Tensor], loaded: dict[str, Any]) 
     """Give tied parameters that a safetensors export stored once their shared value back."""
     by_storage: dict[tuple[int, int], list[str]] = {}
     for key, tensor in model_state.items():
-        by_storage.setdefault((tensor.untyped_storage().data_ptr(), int(tensor.storage_offset())), []).append(key)
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor  # an FSDP shard: tied ones share it
+        if local.numel() == 0 and local is not tensor:  # an empty shard shares nothing
+            continue
+        by_storage.setdefault((local.untyped_storage().data_ptr(), int(local.storage_offset())), []).append(key)
     for keys in by_storage.values():
         present = [k for k in keys if k in loaded]
         if present:
@@ -180,20 +196,29 @@ def load_model_weights(model: nn.Module, state_dict: Mapping[str, Any], source: 
     problem = _describe_mismatch(model_state, state_dict)
     if problem:
         raise CheckpointError(f"The weights in {source} do not fit {type(target).__name__}:\n  {problem}")
+    if is_fsdp(target):  # sharded parameters: each rank keeps its part of the full tensors (every rank calls this)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(target, state_dict, options=StateDictOptions(full_state_dict=True))
+        return
     target.load_state_dict(state_dict)
 
 
 def export_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write the model's weights as safetensors (atomically); tied weights are stored once."""
+    return export_state_dict(unwrap_model(model).state_dict(), path)
+
+
+def export_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
+    """Write a state dict as safetensors (atomically); tied weights are stored once."""
     from safetensors.torch import save_file
 
-    target = unwrap_model(model)
-    state = {k: v.detach().cpu().contiguous() for k, v in target.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     # safetensors refuses shared storage: keep the first name of each tied tensor.
     seen: dict[tuple[int, int], str] = {}
     unique: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        ident = (tensor.untyped_storage().data_ptr(), int(tensor.storage_offset()))
         if ident in seen and tensor.numel() > 0:
             continue
         seen[ident] = key
@@ -248,13 +273,16 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]]) -> dict[str, to
 # ---------------------------------------------------------------------- training state and exact resume
 
 
-def training_state(trainer: Trainer) -> dict[str, Any]:
-    """The full training state of a trainer: everything needed to continue exactly where it is."""
+def training_state(trainer: Trainer, tensors: bool = True) -> dict[str, Any]:
+    """The full training state of a trainer: everything needed to continue exactly where it is
+    (without the weights and optimizer state when `tensors` is false: a sharded checkpoint holds them)."""
     return {
         "format": "treadmill-training-state",
         "treadmill_version": __version__,
-        "model": unwrap_model(trainer.model).state_dict(),
-        "optimizer": trainer.optimizer.state_dict() if trainer.optimizer is not None else None,  # None: an evaluation-only trainer
+        "world_size": trainer.dist.world_size,
+        "strategy": trainer.config.strategy,
+        "model": unwrap_model(trainer.model).state_dict() if tensors else None,
+        "optimizer": trainer.optimizer.state_dict() if trainer.optimizer is not None and tensors else None,  # None: an evaluation-only trainer
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
         "epoch": trainer.epoch,
@@ -275,13 +303,25 @@ def _refuse_non_finite(trainer: Trainer, path: Path) -> None:
     # not overwrite a good checkpoint. Every rank checks, so under DDP all raise together.
     if trainer.config.detect_non_finite:
         where = f"step {trainer.global_step} (epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch})"
-        check_finite_weights(unwrap_model(trainer.model), where, path)
+        if _sharded(trainer):
+            refuse_non_finite_shards(trainer.model, where, path)
+        else:
+            check_finite_weights(unwrap_model(trainer.model), where, path)
+
+
+def _sharded(trainer: Trainer) -> bool:
+    return bool(getattr(trainer, "sharded", False))
 
 
 def save_state(trainer: Trainer, path: str | os.PathLike[str], additional_info: Mapping[str, Any] | None = None) -> Path:
     """Write the trainer's full state (and `additional_info`, kept apart under that key) to path
     atomically, refusing non-finite weights (main process only)."""
     _refuse_non_finite(trainer, Path(path))
+    if _sharded(trainer):  # every rank writes its shards
+        state = training_state(trainer, tensors=False)
+        if additional_info:
+            state["additional_info"] = dict(additional_info)
+        return save_sharded(trainer.model, trainer.optimizer, state, path, trainer.dist.is_main)
     if not trainer.dist.is_main:
         return Path(path)
     state = trainer.state_dict()
@@ -294,10 +334,13 @@ def save_last(trainer: Trainer) -> Path:
     """Write checkpoint_dir/last.pt, keeping `keep_last_checkpoints` older ones as last-1.pt, ..."""
     directory = Path(trainer.config.checkpoint_dir)  # type: ignore[arg-type]
     _refuse_non_finite(trainer, directory / "last.pt")
-    if not trainer.dist.is_main:
-        return directory / "last.pt"
     # keep_all_checkpoints (pytorch-treadmill): every saved state stays, as last-1.pt, last-2.pt, ...
     keep = sys.maxsize if trainer.config.keep_all_checkpoints else trainer.config.keep_last_checkpoints
+    if _sharded(trainer):
+        return save_sharded_rotated(trainer.model, trainer.optimizer, training_state(trainer, tensors=False),
+                                    directory, keep, trainer.dist.is_main)
+    if not trainer.dist.is_main:
+        return directory / "last.pt"
     return save_rotated(trainer.state_dict(), directory, keep)
 
 
@@ -315,7 +358,7 @@ def _newest_resumable(trainer: Trainer) -> tuple[Path, dict[str, Any]] | None:
     skipped: list[str] = []
     for path in _rotation_files(directory):
         try:
-            state = load_checkpoint(path, map_location=trainer.device)
+            state = _load_state(path, trainer.device)
             if state.get("format") != "treadmill-training-state":
                 raise CheckpointError(f"{path} holds model weights only, not a training state.")
         except CheckpointError as err:
@@ -338,7 +381,7 @@ def resolve_resume_path(trainer: Trainer, resume_from: str | Path) -> Path | Non
         found = _newest_resumable(trainer)
         return found[0] if found else None
     path = Path(resume_from)
-    if path.is_dir():
+    if path.is_dir() and not is_sharded_checkpoint(path):
         path = path / "last.pt"
     return path
 
@@ -356,6 +399,42 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
     return diffs
 
 
+def _load_state(path: Path, device: torch.device) -> dict[str, Any]:
+    """A training state to resume: a checkpoint file, or a sharded checkpoint's state.pt (its
+    tensors are read later, by each rank, in the shards it needs)."""
+    if is_sharded_checkpoint(path):
+        return load_sharded_state(path, device)
+    return load_checkpoint(path, map_location=device)
+
+
+def _check_world_size(trainer: Trainer, path: Path, state: Mapping[str, Any]) -> None:
+    """A replicated (DDP or single-process) state resumes only at its own world size and into a
+    replicated model; a sharded one reshards to any world size, exactly only at its own."""
+    saved, now = state.get("world_size"), trainer.dist.world_size
+    if not state.get("sharded"):
+        if _sharded(trainer):
+            raise CheckpointError(
+                f"{path} is a training state of a {state.get('strategy', 'ddp')} run (one file with the whole model), "
+                "and this run has strategy='fsdp': its optimizer state cannot be sharded on resume. Resume it with "
+                "strategy='ddp', or start the FSDP run from its weights (load_model_weights before training)."
+            )
+        if saved is not None and int(saved) != now:
+            raise CheckpointError(
+                f"World-size mismatch: {path} was saved by a run of {saved} process(es) (world size {saved}) and "
+                f"this run has {now}. Its position in the epoch (batch {state.get('batch_in_epoch', 0)} of each rank's "
+                "share of the data) and its global batch size depend on the world size, so it cannot resume exactly. "
+                f"Resume with torchrun --nproc_per_node={saved} (times the number of nodes), or load its weights "
+                "alone (treadmill.checkpoint.load_model_weights) and start a new run."
+            )
+    elif saved is not None and int(saved) != now:
+        warnings.warn(
+            f"Resuming the sharded checkpoint {path} (saved at world size {saved}) at world size {now}: the weights "
+            "and optimizer state are resharded exactly, but the data order differs from an uninterrupted run"
+            f"{' and the epoch restarts its position counted in the old shards' if state.get('batch_in_epoch') else ''}.",
+            stacklevel=4,
+        )
+
+
 def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[int, int]:
     """Load everything into the trainer; returns (epoch, batches already done in that epoch)."""
     if str(resume_from) == "last":
@@ -365,11 +444,15 @@ def restore_training_state(trainer: Trainer, resume_from: str | Path) -> tuple[i
         path, state = found
     else:
         path = resolve_resume_path(trainer, resume_from)  # type: ignore[assignment]
-        state = load_checkpoint(path, map_location=trainer.device)  # type: ignore[arg-type]
+        state = _load_state(path, trainer.device)  # type: ignore[arg-type]
     if state.get("format") != "treadmill-training-state":
         raise CheckpointError(f"{path} holds model weights only, not a training state; it cannot be resumed from.")
-    load_model_weights(trainer.model, state["model"], source=str(path))
-    trainer.optimizer.load_state_dict(state["optimizer"])
+    _check_world_size(trainer, path, state)
+    if state.get("sharded"):
+        load_sharded_into(trainer.model, trainer.optimizer, path)
+    else:
+        load_model_weights(trainer.model, state["model"], source=str(path))
+        trainer.optimizer.load_state_dict(state["optimizer"])
     if trainer.scheduler is not None and state.get("scheduler") is not None:
         trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.scaler is not None and state.get("scaler") is not None:

@@ -190,6 +190,7 @@ class SchedulerConfig:
 
 MIXED_PRECISION_CHOICES = (False, True, "no", "bf16", "fp16")
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+STRATEGIES = ("ddp", "fsdp")
 
 
 @_with_aliases(
@@ -242,6 +243,9 @@ class TrainingConfig:
     unfreeze_at_step: int | None = None
     check_embedding_inputs: bool = True
     detect_non_finite: bool = True
+    strategy: str = "ddp"
+    fsdp_wrap: list[str] | None = None
+    activation_checkpointing: bool = False
     # pytorch-treadmill 0.6.5's own fields (docs/compat.md)
     project_name: str | None = None
     timezone: str = "UTC"
@@ -296,6 +300,7 @@ class TrainingConfig:
         if (self.project_name is not None and self.checkpoint_dir is not None and not self.resume_training
                 and not is_experiment_dir(self.checkpoint_dir)):  # dataclasses.replace must not nest another
             self.checkpoint_dir = create_experiment_dir(self.checkpoint_dir, self.project_name, self.timezone)
+        self._check_strategy()
         if self.monitor_mode not in ("auto", "min", "max"):
             raise ConfigError(f"TrainingConfig.monitor_mode must be 'auto', 'min' or 'max', got {self.monitor_mode!r}.")
         if isinstance(self.optimizer, Mapping):
@@ -322,6 +327,25 @@ class TrainingConfig:
             if not self.checkpoint_dir:
                 raise ConfigError("TrainingConfig.checkpoint_dir must be a directory path or None, got ''.",
                                   field="checkpoint_dir")
+
+    def _check_strategy(self) -> None:
+        """strategy, fsdp_wrap and activation_checkpointing (docs/distributed.md)."""
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"TrainingConfig.strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {self.strategy!r}: "
+                              "'ddp' replicates the model on every process, 'fsdp' shards it.", field="strategy")
+        check_type("TrainingConfig.activation_checkpointing", self.activation_checkpointing, bool, "true or false")
+        if self.fsdp_wrap is not None:
+            if isinstance(self.fsdp_wrap, str) or not all(isinstance(n, str) and n for n in self.fsdp_wrap):
+                raise ConfigError("TrainingConfig.fsdp_wrap must be a list of module class names (e.g. ['DecoderBlock']) "
+                                  f"or None, got {self.fsdp_wrap!r}.", field="fsdp_wrap")
+            self.fsdp_wrap = list(self.fsdp_wrap)
+            if self.strategy != "fsdp":
+                warnings.warn("TrainingConfig.fsdp_wrap is used only with strategy='fsdp'; it is ignored.",
+                              UserWarning, stacklevel=4)
+        if self.strategy == "fsdp" and self.precision == "fp16":
+            raise ConfigError("TrainingConfig.strategy='fsdp' with mixed_precision='fp16' is not supported: the fp16 "
+                              "grad scaler would decide on each rank's shard alone. Use mixed_precision='bf16'.",
+                              field="mixed_precision")
 
     def _check_compat_fields(self) -> None:
         """pytorch-treadmill's fields: types, and resume_training's need of a directory."""

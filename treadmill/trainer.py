@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from treadmill.activation_checkpointing import enable_activation_checkpointing
 from treadmill.callbacks.base import Callback, infer_mode, missing_monitor_warning
 from treadmill.callbacks.configured import from_config
 from treadmill.checkpoint import (
@@ -53,12 +54,15 @@ from treadmill.checkpoint import (
     unwrap_model,
 )
 from treadmill.distributed import (
+    DistInfo,
     all_reduce_sum,
     any_rank,
     setup_distributed,
     shard_loader,
     wrap_ddp,
 )
+from treadmill.fsdp import fsdp_process_group, gradient_sync, wrap_fsdp
+from treadmill.sharded_checkpoint import export_sharded_weights
 from treadmill.training.batches import (
     TARGET_KEYS,
     feed_model,
@@ -128,14 +132,20 @@ class Trainer(PytorchTreadmillMethods):
         if self.config.seed is not None:
             seed_everything(self.config.seed)
         self.device = resolve_device(self.config.device)
-        self.dist = setup_distributed(self.device)
-        if self.dist.enabled and self.device.type == "cuda":
+        self.sharded = self.config.strategy == "fsdp"
+        self.dist = DistInfo(*fsdp_process_group(self.device)) if self.sharded else setup_distributed(self.device)
+        if (self.dist.enabled or self.sharded) and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         # Seeds the per-epoch data order (see treadmill.training.data_order); saved with checkpoints.
         self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
         self.model = model.to(self.device)
-        if self.dist.enabled:
+        if self.config.activation_checkpointing:
+            enable_activation_checkpointing(unwrap_model(self.model))
+        if self.sharded:
+            self.model = wrap_fsdp(unwrap_model(self.model), self.device, self.config.precision, self.config.fsdp_wrap)
+        elif self.dist.enabled:
             self.model = wrap_ddp(self.model, self.device)
+        if self.dist.enabled:
             train_dataloader = shard_loader(train_dataloader, self.dist, self.data_seed)
             val_dataloader = shard_loader(val_dataloader, self.dist, self.data_seed)
         self.train_dataloader = train_dataloader
@@ -286,8 +296,12 @@ class Trainer(PytorchTreadmillMethods):
             for cb in self.callbacks:
                 cb.on_batch_start(self, batch, batch_idx)
             end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
-            # DDP all-reduces gradients only on the last micro-batch of an accumulation group.
-            sync = self.model.no_sync() if self.dist.enabled and not end_of_group else contextlib.nullcontext()  # type: ignore[operator]
+            # DDP all-reduces (FSDP reduce-scatters) gradients only on the last micro-batch of a group.
+            sync: contextlib.AbstractContextManager[Any]
+            if self.sharded:
+                sync = gradient_sync(self.model, end_of_group)
+            else:
+                sync = self.model.no_sync() if self.dist.enabled and not end_of_group else contextlib.nullcontext()  # type: ignore[operator]
             with sync:
                 predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
                 check_training_loss(loss, f"step {self.global_step} (epoch {epoch + 1}, batch {batch_idx})")
@@ -353,7 +367,7 @@ class Trainer(PytorchTreadmillMethods):
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if group_weight is not None and params:
-            if self.dist.enabled:  # DDP averaged over processes: divide by the mean group weight
+            if self.dist.enabled:  # DDP/FSDP averaged over processes: divide by the mean group weight
                 group_weight = all_reduce_sum(group_weight, self.device) / self.dist.world_size
             grads = [p.grad for p in params]
             divisor = group_weight.to(grads[0].dtype) if isinstance(group_weight, torch.Tensor) else float(group_weight)
@@ -361,8 +375,10 @@ class Trainer(PytorchTreadmillMethods):
         for cb in self.callbacks:
             cb.on_before_optimizer_step(self)
         if self.config.max_grad_norm is not None:
+            # Under FSDP the gradients are DTensor shards; the norm comes back as a replicated DTensor
+            # of the global norm, which every rank clips by alike.
             norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-            self._grad_norm = norm.detach()
+            self._grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).detach()
         else:
             self._grad_norm = None
         stepped = step_optimizer(self.optimizer, self.scaler)
@@ -538,7 +554,10 @@ class Trainer(PytorchTreadmillMethods):
         return save_state(self, path, additional_info)
 
     def export_weights(self, path: str | Path) -> Path:
-        """Write the model's weights as safetensors (on the main process only)."""
+        """Write the model's weights as safetensors (on the main process only; under FSDP every
+        rank must call it, as all take part in gathering the full weights)."""
+        if self.sharded:
+            return export_sharded_weights(self.model, path, self.dist.is_main)
         if not self.dist.is_main:
             return Path(path)
         return export_weights(self.model, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,7 +116,7 @@ class ModelCheckpoint(Callback):
             kept = {p for _, p in self.saved[: self.save_top_k]}
             for _, stale in self.saved[self.save_top_k :]:
                 if trainer.dist.is_main and stale not in kept and Path(stale).exists():
-                    os.remove(stale)
+                    shutil.rmtree(stale) if Path(stale).is_dir() else os.remove(stale)  # a directory: FSDP's sharded checkpoint
             self.saved = self.saved[: self.save_top_k]
         if self.verbose:
             trainer.print(f"ModelCheckpoint: saved {path} ({self.monitor}={value:.6g})")

@@ -64,7 +64,10 @@ def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Pat
 def _quiet(config: RunConfig) -> Any:
     import dataclasses
 
-    return dataclasses.replace(config.training, progress_bar=False, scheduler=None)
+    # Evaluation holds no optimizer state and builds no graph: the model is replicated (so an FSDP
+    # run evaluates in one process too), and nothing is recomputed.
+    return dataclasses.replace(config.training, progress_bar=False, scheduler=None, strategy="ddp", fsdp_wrap=None,
+                               activation_checkpointing=False)
 
 
 def evaluate_splits(config: RunConfig, task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path,

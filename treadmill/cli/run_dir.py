@@ -33,6 +33,7 @@ from treadmill.cli.config import (
     run_config_from_dict,
 )
 from treadmill.distributed import broadcast_module, broadcast_object, is_main_process
+from treadmill.fsdp import is_fsdp
 
 __all__ = ["FINETUNE_CHECKPOINTS", "LoadedRun", "checkpoint_dir", "write_run_files", "read_run_config",
            "load_final_weights", "load_run", "add_refit_argument", "load_ensemble", "check_task_data"]
@@ -72,7 +73,7 @@ def read_run_config(run_dir: Path, overrides: list[str] | None = None) -> RunCon
 def _averaged_weights(directory: Path, count: int) -> tuple[dict[str, torch.Tensor], str]:
     """(the mean weights of the `count` newest kept checkpoints, a description of them)."""
     paths = [directory / ("last.pt" if index == 0 else f"last-{index}.pt") for index in range(count)]
-    missing = [str(path) for path in paths if not path.is_file()]
+    missing = [str(path) for path in paths if not path.exists()]  # a directory: an FSDP run's sharded checkpoint
     if missing:
         raise RunConfigError(
             f"evaluation.average_last={count} needs {count} kept checkpoints, but {', '.join(missing)} "
@@ -87,6 +88,11 @@ def load_final_weights(model: nn.Module, directory: Path, average_last: int | No
     checkpoints when given, else its best, else its last); say which, or None if none exist.
     Under torchrun rank 0 reads the files (it wrote them) and sends the weights to the other ranks,
     which may run on machines that cannot see its disk."""
+    if is_fsdp(model):  # every rank takes its shards out of the full weights rank 0 read
+        found = broadcast_object(_final_weights(directory, average_last) if is_main_process() else None)
+        if found is not None:
+            load_model_weights(model, found[0], source=found[1])
+        return None if found is None else found[1]
     source = _read_final_weights(model, directory, average_last) if is_main_process() else None
     source = broadcast_object(source)
     if source is not None:
@@ -94,17 +100,23 @@ def load_final_weights(model: nn.Module, directory: Path, average_last: int | No
     return source
 
 
+def _final_weights(directory: Path, average_last: int | None) -> tuple[dict[str, torch.Tensor], str] | None:
+    """(the weights a training phase is evaluated with, where they come from), or None."""
+    if average_last:
+        return _averaged_weights(directory, average_last)
+    path = next((directory / name for name in ("best.safetensors", "last.pt") if (directory / name).exists()), None)
+    if path is None:
+        return None
+    return load_checkpoint(path)["model"], str(path)
+
+
 def _read_final_weights(model: nn.Module, directory: Path, average_last: int | None) -> str | None:
     """`load_final_weights` in one process."""
-    if average_last:
-        state, source = _averaged_weights(directory, average_last)
-    else:
-        path = next((directory / name for name in ("best.safetensors", "last.pt") if (directory / name).exists()), None)
-        if path is None:
-            return None
-        state, source = load_checkpoint(path)["model"], str(path)
-    load_model_weights(model, state, source=source)
-    return source
+    found = _final_weights(directory, average_last)
+    if found is None:
+        return None
+    load_model_weights(model, found[0], source=found[1])
+    return found[1]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -46,7 +47,10 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     removed = []
     for stale in directory.glob(".*.tmp"):
         if _TEMP_NAME.match(stale.name):  # only our own checkpoint temp names, never a user's file
-            stale.unlink(missing_ok=True)
+            if stale.is_dir() and not stale.is_symlink():  # a sharded (FSDP) checkpoint's temp directory
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
             removed.append(stale)
     return removed
 

@@ -100,19 +100,36 @@ def save_rotated(obj: Any, directory: Path, keep: int) -> Path:
     return last
 
 
+def _move(source: Path, target: Path) -> None:
+    """Rename source to target, replacing it; a file and a directory (an FSDP run's sharded
+    checkpoint) cannot replace each other, so such a target is removed first."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif source.is_dir() and target.exists():
+        target.unlink()
+    os.replace(source, target)
+
+
 def _rotate_into(tmp: str, directory: Path, keep: int) -> None:
     """Steps 2-4 of save_rotated: shift the kept files, then rename tmp over last.pt."""
     last = directory / "last.pt"
-    if keep > 1 and last.exists():
+    sharded_last = last.is_dir()  # written by an FSDP run: it cannot be hard-linked, nor renamed over
+    if (keep > 1 or sharded_last) and last.exists():
         # 2. Shift the older files up one (the oldest is overwritten); last.pt stays. Only indices
         # that exist are visited, so keep may be unbounded (keep_all_checkpoints).
         top = max((int(p.stem[5:]) for p in directory.glob("last-*.pt") if p.stem[5:].isdigit()), default=0)
         for index in range(min(keep - 1, top + 1), 1, -1):
             older = directory / f"last-{index - 1}.pt"
             if older.exists():
-                os.replace(older, directory / f"last-{index}.pt")
-        # 3. last-1.pt becomes a second name of the current last.pt, which is not moved.
-        _duplicate(last, directory / "last-1.pt")
+                _move(older, directory / f"last-{index}.pt")
+        # 3. last-1.pt becomes a second name of the current last.pt, which is not moved (a
+        # sharded directory is moved there: a complete state stays under one of the names).
+        if sharded_last:
+            _move(last, directory / "last-1.pt")
+        else:
+            _duplicate(last, directory / "last-1.pt")
     # 4. One atomic rename: last.pt is the previous state before it and the new one after.
     os.replace(tmp, last)
+    if sharded_last and keep == 1:
+        shutil.rmtree(directory / "last-1.pt", ignore_errors=True)
     fsync_directory(directory)
