@@ -71,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from treadmill.serve.app import build_app, require_gradio
 
     run_dir = Path(args.run_dir)
+    check_port(args.host, args.port)  # cheap checks first: gradio takes seconds to import
+    loaded = load_run(run_dir, task=_is_forecast(run_dir),
+                      refit_tokenizers=args.refit_tokenizers, export=args.export)
     try:
         require_gradio()
     except ImportError as err:
         raise RunConfigError(str(err)) from err
-    check_port(args.host, args.port)
-    loaded = load_run(run_dir, task=_is_forecast(run_dir),
-                      refit_tokenizers=args.refit_tokenizers, export=args.export)
     app = build_app(servable_from_run(loaded, args.max_input_tokens, args.export), concurrency=args.concurrency)
     print(f"Serving {run_dir} on http://{args.host}:{args.port} (Ctrl-C stops).", flush=True)
     app.launch(server_name=args.host, server_port=args.port, quiet=True, show_error=False)

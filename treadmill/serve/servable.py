@@ -68,5 +68,5 @@ def input_problem(servable: Servable, text: str) -> str | None:
         if unknown:
             shown = ", ".join(repr(s) for s in unknown[:10])
             return (f"The input has {len(unknown)} symbol(s) outside the model's vocabulary: {shown}. "
-                    "Use only characters the model was trained on.")
+                    "Use only symbols the model was trained on.")
     return None
