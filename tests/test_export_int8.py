@@ -80,3 +80,15 @@ def test_int8_save_load_round_trip(tmp_path: Path) -> None:
     src = torch.randint(4, 30, (2, 6))
     with torch.no_grad():
         assert torch.equal(loaded(src, src), quantized(src, src))
+
+
+def test_exports_shrink_a_model_to_a_quarter_int8_and_a_half_fp16(tmp_path: Path) -> None:
+    from treadmill.export import export_model
+
+    model = transformer_seq2seq(60, 60, d_model=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512)
+    int8 = export_model(model, "int8", tmp_path / "int8")
+    fp16 = export_model(model, "fp16", tmp_path / "fp16")
+    assert int8["float32_bytes"] == fp16["float32_bytes"] > 0
+    # Linear weights are most of this model: int8 stores them in a byte each (embeddings stay float32)
+    assert int8["size_bytes"] < 0.35 * int8["float32_bytes"]
+    assert 0.45 * fp16["float32_bytes"] < fp16["size_bytes"] < 0.55 * fp16["float32_bytes"]
