@@ -2,9 +2,9 @@
 
 For a finished seq2seq run (the G2P demo model) with `treadmill export RUN --format int8` and
 `--format onnx` written, it measures decode tokens/s at batch 1 and batch 32, greedy and beam
-search, one thread each, the three backends interleaved (fp32, int8, ort, fp32, ...: a load spike
-from another process hits all of them alike), and reports the median of the rounds with the
-ratio to fp32 eager. Then it decodes the whole test split greedily with each backend and reports
+search, one thread each, the three backends interleaved batch by batch (fp32, int8, ort on the
+same batch, then the next: a load spike from another process hits all of them alike), and
+reports the median of the rounds with the ratio to fp32 eager. Then it decodes the whole test split greedily with each backend and reports
 WER (a word is wrong unless every phoneme is right) and whether the outputs equal fp32's.
 
     treadmill train examples/g2p.yaml --run-dir runs/g2p-demo
@@ -76,23 +76,29 @@ def main() -> None:
     print(f"run {args.run_dir}: {type(base.model).__name__}, {sum(p.numel() for p in base.model.parameters()):,} "
           f"parameters; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
 
-    # Speed: tokens/s per (batch size, strategy), backends interleaved within each round.
+    # Speed: tokens/s per (batch size, strategy). The backends take turns batch by batch (fp32,
+    # int8, ort on batch 1, then on batch 2, ...), so a burst of load from another process falls
+    # on all three alike; each round's tokens/s is its tokens over its summed decode time.
     speed: dict[tuple[int, str, str], list[float]] = {}
     same: dict[tuple[int, str, str], bool] = {}
     for batch_size in (1, 32):
-        n = words if batch_size == 1 else max(words, 4 * 32) if not args.quick else 32
+        n = words if batch_size == 1 else (32 if args.quick else max(words, 4 * 32))
         batches = _batches(rows[:n], batch_size)
         for name, options in settings.items():
             for backend in BACKENDS:  # a warm-up pass each, not timed
                 _decode(models[backend], batches[:2], options)
             for _ in range(rounds):
-                reference = None
+                seconds = dict.fromkeys(BACKENDS, 0.0)
+                outputs: dict[str, list[list[int]]] = {backend: [] for backend in BACKENDS}
+                for batch in batches:
+                    for backend in BACKENDS:
+                        out, spent = _decode(models[backend], [batch], options)
+                        outputs[backend] += out
+                        seconds[backend] += spent
                 for backend in BACKENDS:
-                    outputs, seconds = _decode(models[backend], batches, options)
-                    tokens = sum(len(o) + 1 for o in outputs)  # each output's tokens and its EOS
-                    speed.setdefault((batch_size, name, backend), []).append(tokens / seconds)
-                    reference = outputs if backend == "fp32" else reference
-                    same[(batch_size, name, backend)] = outputs == reference
+                    tokens = sum(len(o) + 1 for o in outputs[backend])  # each output's tokens and its EOS
+                    speed.setdefault((batch_size, name, backend), []).append(tokens / seconds[backend])
+                    same[(batch_size, name, backend)] = outputs[backend] == outputs["fp32"]
     print(f"\ndecode tokens/s, median of {rounds} interleaved round(s), one thread "
           f"(load average now {os.getloadavg()[0]:.1f})")
     print(f"{'batch':>5} {'search':>8} " + " ".join(f"{b:>16}" for b in BACKENDS))

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from serve_runs import GPT, SEQ2SEQ, train_run
+
 from treadmill.cli import main
 from treadmill.cli.generate import generate_lines
 from treadmill.cli.run_dir import load_run
@@ -48,7 +48,7 @@ def test_int8_and_fp16_exports_record_their_size_and_decode(run_dir, sources, ca
         lines = generate_lines(run_dir, sources, [], export=fmt)
         assert len(lines) == len(sources)
         # a 16-wide model barely trained: small weight changes may flip a few near-ties, not most
-        assert sum(a == b for a, b in zip(lines, float_lines)) >= 0.8 * len(sources)
+        assert sum(a == b for a, b in zip(lines, float_lines, strict=True)) >= 0.8 * len(sources)
     code, out, err = _cli(capsys, "eval", run_dir, "--export", "int8")
     assert code == 0, err
     assert 0.0 <= json.loads(out.splitlines()[-1])["exact_match"] <= 1.0

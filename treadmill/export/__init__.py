@@ -115,4 +115,4 @@ def load_exported(model: nn.Module, directory: Path) -> nn.Module:
         return load_fp16(model, directory / "model.safetensors")
     from treadmill.export.onnxruntime_backend import OnnxSeq2Seq
 
-    return OnnxSeq2Seq(directory, len(model.decoder.blocks))
+    return OnnxSeq2Seq(directory, len(model.decoder.blocks))  # type: ignore[union-attr, arg-type]

@@ -42,7 +42,7 @@ def _require_onnx() -> None:
 class _Encoder(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a TransformerSeq2Seq (typed Any: nn.Module hides encode/decode)
 
     def forward(self, src: Tensor, src_padding_mask: Tensor) -> Tensor:
         return self.model.encode(src, src_padding_mask)["outputs"]
@@ -55,7 +55,7 @@ def _flat(cache: list[dict[str, dict[str, Tensor]]], kinds: tuple[str, ...]) -> 
 class _DecoderFirst(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a TransformerSeq2Seq (typed Any: nn.Module hides encode/decode)
 
     def forward(self, token: Tensor, memory: Tensor, src_padding_mask: Tensor) -> tuple[Tensor, ...]:
         logits, cache = self.model.decode(token, {"outputs": memory, "padding_mask": src_padding_mask})
@@ -65,8 +65,8 @@ class _DecoderFirst(nn.Module):
 class _DecoderStep(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
-        self.n_layers = len(model.decoder.blocks)
+        self.model: Any = model  # a TransformerSeq2Seq (typed Any: nn.Module hides encode/decode)
+        self.n_layers = len(model.decoder.blocks)  # type: ignore[union-attr, arg-type]
 
     def forward(self, token: Tensor, src_padding_mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
         n = self.n_layers
@@ -92,7 +92,7 @@ def export_onnx(model: nn.Module, directory: Path, opset: int = 18) -> list[Path
         raise TypeError(f"ONNX export supports TransformerSeq2Seq models; this run's model is {type(model).__name__}.")
     model = model.float().eval()
     directory.mkdir(parents=True, exist_ok=True)
-    n_layers = len(model.decoder.blocks)
+    n_layers = len(model.decoder.blocks)  # type: ignore[union-attr, arg-type]
     cfg = model.config
     batch, src_len, past = 2, 5, 3
     src = torch.randint(4, cfg.src_vocab_size, (batch, src_len))
@@ -138,4 +138,5 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, inputs: lis
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
                                     dynamic_shapes=dynamic, opset_version=opset, optimize=True, verbose=False)
+    assert program is not None  # dynamo=True always returns the program
     program.save(str(path), external_data=False)

@@ -60,7 +60,7 @@ def _seq2seq_page(gr: Any, servable: Servable) -> None:
             with gr.Row():
                 strategy_box = gr.Radio(list(STRATEGIES), value=strategy, label="decoding")
                 beam = gr.Slider(1, 16, value=int(gen.get("beam_size", 5)), step=1, label="beam size")
-                count = gr.Slider(1, 16, value=1, step=1, label="hypotheses shown")
+                count = gr.Slider(1, 16, value=3 if strategy == "beam" else 1, step=1, label="hypotheses shown")
             with gr.Row():
                 temperature = gr.Slider(0.05, 2.0, value=float(gen.get("temperature", 1.0)), label="temperature")
                 top_k = gr.Slider(0, 100, value=int(gen.get("top_k") or 0), step=1, label="top-k (0: off)")
@@ -73,7 +73,7 @@ def _seq2seq_page(gr: Any, servable: Servable) -> None:
             best = gr.Textbox(label="Best hypothesis", elem_id="best", interactive=False)
             table = gr.Dataframe(headers=["rank", "score", "hypothesis"], label="n best (log-probability scores)",
                                  elem_id="nbest", interactive=False)
-            picture = gr.Plot(label="Attention of the best hypothesis", elem_id="attention")
+            picture = gr.Plot(label="Attention of the best hypothesis", show_label=False, elem_id="attention")
 
     def decode(text_value: str, strategy_value: str, beam_value: float, count_value: float, temp: float,
                k: float, p: float) -> tuple[Any, ...]:

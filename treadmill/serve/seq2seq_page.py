@@ -42,7 +42,8 @@ def n_best(servable: Servable, text: str, options: dict[str, Any]) -> tuple[list
     output = generate_for_batch(servable.model, {"src": src, "src_padding_mask": src == PAD_ID},
                                 **{**options, "return_scores": True})
     n = int(options.get("num_return_sequences", 1))
-    sequences = output.sequences[0] if n > 1 else [output.sequences[0]]
+    assert output.scores is not None  # return_scores=True
+    sequences: Any = output.sequences[0] if n > 1 else [output.sequences[0]]
     scores = output.scores[0].tolist() if n > 1 else [float(output.scores[0])]
     hypotheses = [(servable.tgt_tokenizer.decode(ids), float(score)) for ids, score in zip(sequences, scores, strict=True)]
     return hypotheses, list(sequences[0])
