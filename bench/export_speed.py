@@ -53,6 +53,21 @@ def _wer(hypotheses: list[str], references: list[list[str]]) -> float:
     return sum(h not in refs for h, refs in zip(hypotheses, references, strict=True)) / len(hypotheses)
 
 
+def _profile(models: dict[str, torch.nn.Module], batches: list[torch.Tensor], options: dict) -> None:
+    """Where batch-1 greedy decoding spends its time in fp32 and int8: the top operators by self CPU time."""
+    from torch.profiler import profile
+
+    for backend in ("fp32", "int8"):
+        _decode(models[backend], batches, options)
+        with profile() as prof:
+            _decode(models[backend], batches, options)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        top = ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.0f}% ({e.self_cpu_time_total / e.count:.0f} us"
+                        f" x {e.count})" for e in events[:5])
+        print(f"\nbatch-1 greedy profile, {backend}: {total / 1e3:.0f} ms of operators; {top}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -60,6 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="few words, one round, WER on 300 words")
+    parser.add_argument("--no-profile", action="store_true", help="skip the batch-1 operator profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
     words, rounds = (16, 1) if args.quick else (args.words, args.rounds)
@@ -112,6 +128,9 @@ def main() -> None:
                 cells.append(f"{value:8.0f} ({value / base_speed:4.2f}x){mark}")
             print(f"{batch_size:>5} {name:>8} " + " ".join(f"{c:>16}" for c in cells))
     print("(* outputs differ from fp32 eager's on these words)")
+
+    if not args.no_profile:
+        _profile(models, _batches(rows[:16], 1), settings["greedy"])
 
     # Accuracy: the test split decoded greedily by each backend.
     n_wer = 300 if args.quick else len(rows)
