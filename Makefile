@@ -5,14 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the CPU build of 2.13.0 is on this machine's disk.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[full,dev]"
+	$(PY) -m pip install -q -e ".[full,dev,demo,export,browser-test]"
 	touch $(STAMP)
 
 # The demo's model is small enough that a second thread buys nothing on a 2-core CPU (measured:
@@ -22,7 +22,15 @@ DEMO_THREADS ?= 1
 demo: $(STAMP)
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(VENV)/bin/treadmill train examples/g2p.yaml --run-dir runs/g2p-demo
 
-test: $(STAMP)
+# The browser tests of `treadmill serve` drive Debian's headless Chromium through its driver.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m ruff check treadmill tests
 	$(PY) -m pytest -q
 

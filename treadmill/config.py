@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from treadmill.training.config_values import optimizer_fields, plain_value
 from treadmill.training.experiment_dir import create_experiment_dir, is_experiment_dir
 from treadmill.utils import resolve_device
 from treadmill.validation import (
@@ -381,38 +382,6 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain-data view (classes and functions by name) for logs, checkpoints and config comparison."""
-        data: dict[str, Any] = _plain(self)
+        data: dict[str, Any] = plain_value(self)
         data["device"] = getattr(self, "_requested_device", self.device)
         return data
-
-
-def _plain(value: Any) -> Any:
-    """Plain data for a config value: torch's optimizers and schedulers by their short name, other
-    classes and functions by their dotted path."""
-    if isinstance(value, type):
-        for namespace in (torch.optim, torch.optim.lr_scheduler):
-            if getattr(namespace, value.__name__, None) is value:
-                return value.__name__
-        return f"{value.__module__}.{value.__qualname__}"
-    if callable(value) and hasattr(value, "__qualname__"):
-        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-# Optimizer arguments pytorch-treadmill accepts at the top level of an optimizer dict.
-_LOOSE_OPTIMIZER_ARGS = ("momentum", "nesterov", "betas", "eps", "amsgrad")
-
-
-def optimizer_fields(given: Mapping[str, Any]) -> dict[str, Any]:
-    """An optimizer dict as OptimizerConfig fields: `{"lr": 0.1, "momentum": 0.9}` puts momentum in params."""
-    fields = dict(given)
-    loose = {key: fields.pop(key) for key in _LOOSE_OPTIMIZER_ARGS if key in fields}
-    if loose:
-        fields["params"] = {**loose, **dict(fields.get("params") or {})}
-    return fields

@@ -131,25 +131,7 @@ class Trainer(PytorchTreadmillMethods):
         check_loader_not_empty(val_dataloader, "val_dataloader")
         if self.config.seed is not None:
             seed_everything(self.config.seed)
-        self.device = resolve_device(self.config.device)
-        self.sharded = self.config.strategy == "fsdp"
-        self.dist = DistInfo(*fsdp_process_group(self.device)) if self.sharded else setup_distributed(self.device)
-        if (self.dist.enabled or self.sharded) and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        # Seeds the per-epoch data order (see treadmill.training.data_order); saved with checkpoints.
-        self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
-        self.model = model.to(self.device)
-        if self.config.activation_checkpointing:
-            enable_activation_checkpointing(unwrap_model(self.model))
-        if self.sharded:
-            self.model = wrap_fsdp(unwrap_model(self.model), self.device, self.config.precision, self.config.fsdp_wrap)
-        elif self.dist.enabled:
-            self.model = wrap_ddp(self.model, self.device)
-        if self.dist.enabled:
-            train_dataloader = shard_loader(train_dataloader, self.dist, self.data_seed)
-            val_dataloader = shard_loader(val_dataloader, self.dist, self.data_seed)
-        self.train_dataloader = train_dataloader
-        self.val_dataloader = val_dataloader
+        self._place(model, train_dataloader, val_dataloader)
         self.loss_fn = loss_fn
         self.metric_fns: dict[str, Callable[..., Any]] = named_metric_fns(metric_fns)
         self.precision = resolve_precision(self.config.precision, self.device, self.config.force_mixed_precision)
@@ -182,6 +164,28 @@ class Trainer(PytorchTreadmillMethods):
         self.hardware_monitor = HardwareMonitor()
         self.training_report: Any = None  # filled by fit() (pytorch-treadmill's report)
         self.print_report = True  # the command line prints its own, fuller report instead
+
+    def _place(self, model: nn.Module, train_dataloader: Iterable[Any] | None, val_dataloader: Iterable[Any] | None) -> None:
+        """Choose the device and process group, wrap the model (DDP, FSDP) and shard the loaders."""
+        self.device = resolve_device(self.config.device)
+        self.sharded = self.config.strategy == "fsdp"
+        self.dist = DistInfo(*fsdp_process_group(self.device)) if self.sharded else setup_distributed(self.device)
+        if (self.dist.enabled or self.sharded) and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        # Seeds the per-epoch data order (see treadmill.training.data_order); saved with checkpoints.
+        self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
+        self.model = model.to(self.device)
+        if self.config.activation_checkpointing:
+            enable_activation_checkpointing(unwrap_model(self.model))
+        if self.sharded:
+            self.model = wrap_fsdp(unwrap_model(self.model), self.device, self.config.precision, self.config.fsdp_wrap)
+        elif self.dist.enabled:
+            self.model = wrap_ddp(self.model, self.device)
+        if self.dist.enabled:
+            train_dataloader = shard_loader(train_dataloader, self.dist, self.data_seed)
+            val_dataloader = shard_loader(val_dataloader, self.dist, self.data_seed)
+        self.train_dataloader = train_dataloader
+        self.val_dataloader = val_dataloader
 
     # ------------------------------------------------------------------ hooks subclasses override
 
@@ -296,28 +300,14 @@ class Trainer(PytorchTreadmillMethods):
             for cb in self.callbacks:
                 cb.on_batch_start(self, batch, batch_idx)
             end_of_group = (batch_idx + 1) % accum == 0 or (total_batches is not None and batch_idx + 1 == total_batches)
-            # DDP all-reduces (FSDP reduce-scatters) gradients only on the last micro-batch of a group.
-            sync: contextlib.AbstractContextManager[Any]
-            if self.sharded:
-                sync = gradient_sync(self.model, end_of_group)
-            else:
-                sync = self.model.no_sync() if self.dist.enabled and not end_of_group else contextlib.nullcontext()  # type: ignore[operator]
-            with sync:
+            with self._gradient_sync(end_of_group):
                 predictions, loss, weight = self._forward_and_loss(batch, checked=self.global_step < _CHECKED_BATCHES)
                 check_training_loss(loss, f"step {self.global_step} (epoch {epoch + 1}, batch {batch_idx})")
                 batch_size = batch_size_of(batch)
                 weight = batch_size if weight is None else weight
                 if config.detect_non_finite and (self.device.type == "cpu" or self._is_log_step()):
                     self._check_finite(loss, batch)
-                # Accumulation: backward the weighted sum, divide by the group's total weight at the
-                # step. This is exact whatever the batch sizes or token counts in the group.
-                scaled = loss if accum == 1 else loss * weight
-                if self.scaler is not None:
-                    scaled = self.scaler.scale(scaled)
-                if config.custom_backward_fn is not None:  # pytorch-treadmill: fn(loss, model, optimizer)
-                    config.custom_backward_fn(scaled, self.model, self.optimizer)
-                else:
-                    scaled.backward()
+                self._backward(loss if accum == 1 else loss * weight)
             group_weight = group_weight + weight
             running.update("loss", loss.detach(), weight)
             for name, value in self._compute_metrics_detached(batch, predictions).items():
@@ -342,6 +332,24 @@ class Trainer(PytorchTreadmillMethods):
         if self.batch_in_epoch == 0 and not self._reached_max_steps():
             raise no_batches_error("train_dataloader", f"yielded no batches in epoch {epoch + 1}")
         return self._derive_metrics(running.compute(self._all_reduce if self.dist.enabled else None))
+
+    def _gradient_sync(self, end_of_group: bool) -> contextlib.AbstractContextManager[Any]:
+        """DDP all-reduces (FSDP reduce-scatters) gradients only on the last micro-batch of a group."""
+        if self.sharded:
+            return gradient_sync(self.model, end_of_group)
+        if self.dist.enabled and not end_of_group:
+            return self.model.no_sync()  # type: ignore[operator,no-any-return]
+        return contextlib.nullcontext()
+
+    def _backward(self, scaled: torch.Tensor) -> None:
+        """Backward a loss (or, accumulating, loss × weight: the step divides by the group's total
+        weight, exact whatever the batch sizes or token counts in the group)."""
+        if self.scaler is not None:
+            scaled = self.scaler.scale(scaled)
+        if self.config.custom_backward_fn is not None:  # pytorch-treadmill: fn(loss, model, optimizer)
+            self.config.custom_backward_fn(scaled, self.model, self.optimizer)
+        else:
+            scaled.backward()
 
     def _forward_and_loss(self, batch: Any, checked: bool) -> tuple[Any, torch.Tensor, Any]:
         """Forward pass and loss under autocast; embedding inputs range-checked when asked."""

@@ -8,6 +8,8 @@
     treadmill tasks [--export TASK DIR]
     treadmill prepare CONFIG.yaml [dotted.key=value ...] [--force]
     treadmill plot RUN_DIR [RUN_DIR ...] [--metrics val_loss,loss] [--out curves.png]
+    treadmill export RUN_DIR --format int8|fp16|onnx
+    treadmill serve RUN_DIR [--host 127.0.0.1] [--port 7860] [--export FORMAT]
 
 One module per command, each with `add_parser(commands)` and `run(args) -> exit code`, over
 `config.py` (the typed run config), `build.py` (task, model, loaders, trainer) and `run_dir.py`
@@ -35,6 +37,8 @@ COMMANDS = {
     "tasks": "tasks",
     "plot": "plot",
     "prepare": "prepare",
+    "export": "export",
+    "serve": "serve",
 }
 
 

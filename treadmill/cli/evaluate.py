@@ -17,7 +17,7 @@ from typing import Any
 from treadmill.cli.build import build_loaders, group_fn, make_trainer, reference_fn
 from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.cli.report import headline, print_samples, spread_rows
-from treadmill.cli.run_dir import add_refit_argument, load_ensemble, load_run
+from treadmill.cli.run_dir import add_export_argument, add_refit_argument, load_ensemble, load_run
 from treadmill.training.progress import progress_task
 
 __all__ = ["add_parser", "run", "eval_run", "evaluate_splits", "decode_split"]
@@ -34,21 +34,25 @@ def add_parser(commands: Any) -> None:
         help="decode with this run's model too, averaging probabilities (repeatable; same task and tokenizers)",
     )
     add_refit_argument(parser)
+    add_export_argument(parser, formats=("int8", "fp16"))  # onnx graphs decode, they do not score a loss
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the split's metrics as JSON on the last line."""
     metrics = eval_run(Path(args.run_dir), args.split, args.overrides, [Path(other) for other in args.ensemble],
-                       refit_tokenizers=args.refit_tokenizers)
+                       refit_tokenizers=args.refit_tokenizers, export=args.export)
     print(json.dumps(metrics, default=float))
     return 0
 
 
 def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Path] | None = None,
-             refit_tokenizers: bool = False) -> dict[str, Any]:
-    """Metrics of a trained run on one split, or of an ensemble of it with other runs."""
+             refit_tokenizers: bool = False, export: str | None = None) -> dict[str, Any]:
+    """Metrics of a trained run on one split, or of an ensemble of it with other runs; `export`
+    evaluates the run's exported model (RUN_DIR/export/FORMAT) instead of its checkpoint."""
+    if export and ensemble:
+        raise RunConfigError("--export and --ensemble cannot be combined: an ensemble averages float32 runs.")
     loaded = (load_ensemble(run_dir, ensemble, overrides, refit_tokenizers) if ensemble
-              else load_run(run_dir, overrides, task=True, refit_tokenizers=refit_tokenizers))
+              else load_run(run_dir, overrides, task=True, refit_tokenizers=refit_tokenizers, export=export))
     config, task = loaded.config, loaded.task
     if split not in task.splits:
         raise RunConfigError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}.")
@@ -58,7 +62,8 @@ def eval_run(run_dir: Path, split: str, overrides: list[str], ensemble: list[Pat
     trainer = make_trainer(config, task, loaded.model, loaders, checkpoint_dir=None,
                            training=_quiet(config))
     # An ensemble's predictions are not the run's own: they must not replace its predictions.tsv.
-    return evaluate_splits(config, task, trainer, loaders, run_dir, write_predictions=not ensemble)[split]
+    # Nor are an export's: predictions.tsv stays the float32 model's.
+    return evaluate_splits(config, task, trainer, loaders, run_dir, write_predictions=not (ensemble or export))[split]
 
 
 def _quiet(config: RunConfig) -> Any:

@@ -19,7 +19,7 @@ import torch
 
 from treadmill.cli.attention import AttentionPicture
 from treadmill.cli.config import RunConfigError, parse_overrides
-from treadmill.cli.run_dir import LoadedRun, add_refit_argument, load_run
+from treadmill.cli.run_dir import LoadedRun, add_export_argument, add_refit_argument, load_run
 from treadmill.constants import PAD_ID
 from treadmill.training.progress import progress_task
 
@@ -36,6 +36,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--prompt", help="(language-model runs) the text to continue; the output streams as it is sampled")
     parser.add_argument("--attention", metavar="PNG", help="write the attention heatmap of the first input")
     add_refit_argument(parser)
+    add_export_argument(parser)
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: decode with the run's ONNX export (the same as --export onnx)")
     parser.add_argument("--layer", type=int, default=None, help="(--attention) decoder layer, from 1 (default: the last)")
     parser.add_argument("--head", default="all",
                         help="(--attention) a head number from 1, 'mean' (their average) or 'all' (a grid, default)")
@@ -48,12 +51,16 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt is not None or _is_lm_run(Path(args.run_dir)):
         from treadmill.cli.lm_generate import generate_text
 
+        if args.export is not None or args.backend != "torch":
+            raise RunConfigError("--export and --backend apply to seq2seq runs; a language-model run samples "
+                                 "with its PyTorch weights.")
         prompts = [args.prompt] if args.prompt is not None else (args.texts or read_stdin_lines())
         return generate_text(Path(args.run_dir), prompts, args.settings)
+    export = chosen_export(args.export, args.backend)
     texts = args.texts or read_stdin_lines()
     picture = AttentionPicture(Path(args.attention), args.layer, args.head) if args.attention else None
     for output in generate_lines(Path(args.run_dir), texts, args.settings, picture,
-                                 refit_tokenizers=args.refit_tokenizers):
+                                 refit_tokenizers=args.refit_tokenizers, export=export):
         print(output, flush=True)
     return 0
 
@@ -66,6 +73,15 @@ def _is_lm_run(run_dir: Path) -> bool:
         return json.loads((run_dir / "task.json").read_text()).get("kind") == "lm"
     except (OSError, ValueError, AttributeError):
         return False  # load_run names what is wrong with the run directory
+
+
+def chosen_export(export: str | None, backend: str) -> str | None:
+    """The export to load from --export and --backend (onnxruntime runs the onnx export)."""
+    if backend == "onnxruntime":
+        if export not in (None, "onnx"):
+            raise RunConfigError(f"--backend onnxruntime runs the onnx export; --export {export} is a PyTorch model.")
+        return "onnx"
+    return export
 
 
 def generation_options(loaded: LoadedRun, settings: list[str]) -> dict[str, Any]:
@@ -93,11 +109,16 @@ def read_stdin_lines() -> list[str]:
 
 
 def generate_lines(run_dir: Path, texts: list[str], settings: list[str],
-                   attention: AttentionPicture | None = None, refit_tokenizers: bool = False) -> list[str]:
-    """The output lines for the input texts (see the module docstring for their layout)."""
+                   attention: AttentionPicture | None = None, refit_tokenizers: bool = False,
+                   export: str | None = None) -> list[str]:
+    """The output lines for the input texts (see the module docstring for their layout); `export`
+    decodes with the run's exported model (int8, fp16, or onnx on onnxruntime)."""
     from treadmill.seq2seq.evaluation import decode_loader
 
-    loaded = load_run(run_dir, refit_tokenizers=refit_tokenizers)
+    if attention is not None and export == "onnx":
+        raise RunConfigError("--attention needs attention weights, which the onnx export does not return; "
+                             "draw it with the PyTorch model (no --export / --backend).")
+    loaded = load_run(run_dir, refit_tokenizers=refit_tokenizers, export=export)
     if loaded.kind != "seq2seq":
         raise RunConfigError(f"`treadmill generate` decodes text; run '{run_dir}' is a {loaded.kind} run.")
     options = generation_options(loaded, settings)

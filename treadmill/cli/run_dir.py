@@ -36,7 +36,8 @@ from treadmill.distributed import broadcast_module, broadcast_object, is_main_pr
 from treadmill.fsdp import is_fsdp
 
 __all__ = ["FINETUNE_CHECKPOINTS", "LoadedRun", "checkpoint_dir", "write_run_files", "read_run_config",
-           "load_final_weights", "load_run", "add_refit_argument", "load_ensemble", "check_task_data"]
+           "load_final_weights", "load_run", "add_refit_argument", "add_export_argument", "load_ensemble",
+           "check_task_data"]
 
 # The sequence-level fine-tuning phase keeps its checkpoints apart from the teacher-forced phase's.
 FINETUNE_CHECKPOINTS = "checkpoints_finetune"
@@ -161,6 +162,13 @@ def add_refit_argument(parser: Any) -> None:
                         help="fit the tokenizers again on the task's data when the run's tokenizers/ is missing")
 
 
+def add_export_argument(parser: Any, formats: tuple[str, ...] = ("int8", "fp16", "onnx")) -> None:
+    """The --export option of the commands that load a run: decode with RUN_DIR/export/FORMAT."""
+    parser.add_argument("--export", choices=formats, default=None, metavar="FORMAT",
+                        help=f"use the run's exported model ({' | '.join(formats)}, written by `treadmill export`) "
+                             "instead of its float32 checkpoint")
+
+
 def _require_saved_tokenizers(run_dir: Path, saved: dict[str, Any]) -> None:
     """Refuse a run whose tokenizers/ lost a file: refitting them silently could give the model's ids
     other symbols (and would skip the check that refuses changed data)."""
@@ -221,11 +229,20 @@ def _trained_model(run_dir: Path, config: RunConfig) -> nn.Module:
     return model
 
 
+def _exported_model(run_dir: Path, config: RunConfig, fmt: str) -> nn.Module:
+    """The run's model from RUN_DIR/export/FMT (no checkpoint needed: the export holds the weights)."""
+    from treadmill.cli.build import build_model
+    from treadmill.export import export_dir, load_exported
+
+    return load_exported(build_model(config), export_dir(run_dir, fmt))
+
+
 def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = False,
-             refit_tokenizers: bool = False) -> LoadedRun:
+             refit_tokenizers: bool = False, export: str | None = None) -> LoadedRun:
     """A finished run directory, loaded; with `task`, the task is built too and must encode its
     data as in training (`check_task_data`). Missing tokenizers are an error unless
-    `refit_tokenizers`, which fits them again on the task's data."""
+    `refit_tokenizers`, which fits them again on the task's data. `export` (int8, fp16, onnx)
+    loads the model `treadmill export` wrote in RUN_DIR/export/FORMAT instead of the checkpoint."""
     from treadmill.cli.build import build_task, resolve_model_sizes
 
     config = read_run_config(run_dir, overrides)
@@ -249,7 +266,8 @@ def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = Fal
         facts = {"name": built.name, "kind": built.kind,
                  "source_layout": built.source_layout() if built.src_tokenizer is not None else {}}
     assert facts is not None
-    return LoadedRun(run_dir, config, _trained_model(run_dir, config), facts["kind"], saved.get("src"), saved.get("tgt"),
+    model = _exported_model(run_dir, config, export) if export else _trained_model(run_dir, config)
+    return LoadedRun(run_dir, config, model, facts["kind"], saved.get("src"), saved.get("tgt"),
                      facts.get("source_layout", {}), built)
 
 

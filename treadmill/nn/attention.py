@@ -116,6 +116,14 @@ class MultiHeadAttention(nn.Module):
                 k = torch.cat((cache["k"], k), dim=2)  # (B, H, S_past + T, hd)
                 v = torch.cat((cache["v"], v), dim=2)
             return q, k, v
+        if not isinstance(weight, Tensor):
+            # Dynamically quantized (torch.ao quantize_dynamic): `weight` is a method and the packed
+            # int8 matrix cannot be sliced, so the whole projection runs and its columns are sliced.
+            (q,) = self._split_heads(self.in_proj(query)[..., :d], 1)
+            if cache is not None and "k" in cache:
+                return q, cache["k"], cache["v"]
+            k, v = self._split_heads(self.in_proj(key_value)[..., d:], 2)
+            return q, k, v
         (q,) = self._split_heads(F.linear(query, weight[:d], None if bias is None else bias[:d]), 1)
         if cache is not None and "k" in cache:  # cross-attention: keys/values once per source
             return q, cache["k"], cache["v"]
