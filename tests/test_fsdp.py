@@ -76,6 +76,8 @@ def test_two_fsdp_ranks_with_accumulation_and_clipping_match_one_process(model, 
     # each rank wrote its own shard file; best.safetensors holds the gathered full weights
     assert sorted(p.name for p in (ckpt / "last.pt").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "state.pt"]
     assert_same_weights(load_checkpoint(ckpt / "best.safetensors")["model"], rank0["weights"], exact=True)
+    # one process, no process group, reads the full weights out of the two shard files
+    assert_same_weights(load_checkpoint(ckpt / "last.pt")["model"], rank0["weights"], exact=True)
 
 
 # ---------------------------------------------------------------------- sharded checkpoints
@@ -100,6 +102,7 @@ def test_sharded_checkpoint_resumes_bit_identically_at_two_ranks_and_loads_into_
     model.load_state_dict(state["model"])
 
 
+@pytest.mark.slow
 def test_sharded_checkpoint_resumes_in_a_single_process_with_its_optimizer_state(tmp_path):
     torchrun(tmp_path, "--model", "mlp", "--batch-size", 4, "--optimizer", "AdamW", "--epochs", 1)
     model, data, loss_fn = build("mlp")

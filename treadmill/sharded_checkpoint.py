@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from treadmill.distributed import all_gather_objects, barrier, broadcast_object
@@ -173,7 +174,7 @@ def load_sharded_into(model: nn.Module, optimizer: Any, path: str | os.PathLike[
     tensors = _sharded_tensors(model, optimizer)
     try:
         with checkpoint_io(Path(path), what="sharded checkpoint"):
-            dcp.load(tensors, checkpoint_id=str(path))
+            dcp.load(tensors, checkpoint_id=str(path), no_dist=not (dist.is_available() and dist.is_initialized()))
     except (RuntimeError, ValueError, KeyError, AssertionError) as err:
         raise CheckpointError(f"The sharded checkpoint {str(path)!r} does not fit {type(model).__name__}: {err}") from err
     set_model_state_dict(model, tensors["model"])
