@@ -359,3 +359,20 @@ def test_fsdp_shards_one_unit_per_block_of_the_family_or_as_named(name, wrap, un
     inner = Counter(type(m).__mro__[2].__name__ for m in model.modules() if isinstance(m, FSDPModule) and m is not model)
     assert dict(inner) == units
     trainer.fit()  # and it trains
+
+
+def test_activation_checkpointing_of_the_set_encoder_gives_the_same_gradients():
+    from treadmill.nn import LatentQueryEncoder
+
+    def gradients(checkpointing):
+        torch.manual_seed(0)
+        encoder = LatentQueryEncoder(d_model=16, n_latents=4, n_heads=2, n_layers=2)
+        if checkpointing:
+            assert enable_activation_checkpointing(encoder) == 4  # 2 cross-attention + 2 self-attention blocks
+        inputs = torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(1))
+        encoder(inputs).square().sum().backward()
+        return {n: p.grad.clone() for n, p in encoder.named_parameters()}
+
+    plain, recomputed = gradients(False), gradients(True)
+    for key, grad in plain.items():
+        torch.testing.assert_close(recomputed[key], grad, rtol=0, atol=1e-7, msg=key)
