@@ -376,3 +376,28 @@ def test_activation_checkpointing_of_the_set_encoder_gives_the_same_gradients():
     plain, recomputed = gradients(False), gradients(True)
     for key, grad in plain.items():
         torch.testing.assert_close(recomputed[key], grad, rtol=0, atol=1e-7, msg=key)
+
+
+class _HubStyleModel(nn.Module):
+    """What Treadmill relies on in a Hugging Face model: `_no_split_modules` and its own
+    gradient checkpointing switch (transformers itself is not installed for the tests)."""
+
+    _no_split_modules = ["Layer"]
+    supports_gradient_checkpointing = True
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(2, 2)
+        self.asked = None
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.asked = gradient_checkpointing_kwargs
+
+
+def test_a_hugging_face_model_uses_its_own_layers_and_checkpointing_switch():
+    from treadmill.fsdp import default_wrap_classes
+
+    model = _HubStyleModel()
+    assert default_wrap_classes(model) == ["Layer"]
+    assert enable_activation_checkpointing(model) == 1
+    assert model.asked == {"use_reentrant": False}
