@@ -76,6 +76,8 @@ def test_two_fsdp_ranks_with_accumulation_and_clipping_match_one_process(model, 
     # each rank wrote its own shard file; best.safetensors holds the gathered full weights
     assert sorted(p.name for p in (ckpt / "last.pt").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "state.pt"]
     assert_same_weights(load_checkpoint(ckpt / "best.safetensors")["model"], rank0["weights"], exact=True)
+    # one process, no process group, reads the full weights out of the two shard files
+    assert_same_weights(load_checkpoint(ckpt / "last.pt")["model"], rank0["weights"], exact=True)
 
 
 # ---------------------------------------------------------------------- sharded checkpoints
@@ -100,6 +102,7 @@ def test_sharded_checkpoint_resumes_bit_identically_at_two_ranks_and_loads_into_
     model.load_state_dict(state["model"])
 
 
+@pytest.mark.slow
 def test_sharded_checkpoint_resumes_in_a_single_process_with_its_optimizer_state(tmp_path):
     torchrun(tmp_path, "--model", "mlp", "--batch-size", 4, "--optimizer", "AdamW", "--epochs", 1)
     model, data, loss_fn = build("mlp")
@@ -296,3 +299,105 @@ def test_run_config_takes_the_strategy_fields(tmp_path):
     assert (training.strategy, training.activation_checkpointing, training.fsdp_wrap) == ("fsdp", True, ["EncoderBlock"])
     with pytest.raises(ConfigError, match="strategy must be one of"):
         load_run_config(config, ["training.strategy=deepspeed"])
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A process group of this process alone: FSDP runs in-process, with world size 1."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _sharded_mlp_trainer(directory, epochs, strategy="fsdp"):
+    x, y = torch.randn(16, 2, generator=torch.Generator().manual_seed(0)), torch.randn(16, 1)
+    config = TrainingConfig(epochs=epochs, seed=0, device="cpu", progress_bar=False, checkpoint_dir=str(directory),
+                            keep_last_checkpoints=2, strategy=strategy)
+    return Trainer(nn.Linear(2, 1), config, DataLoader(TensorDataset(x, y), batch_size=4), loss_fn=nn.MSELoss())
+
+
+def test_sharded_saves_rotate_and_a_killed_saves_temp_directory_is_removed(tmp_path, one_rank_group):
+    from treadmill.sharded_checkpoint import is_sharded_checkpoint, load_sharded_state
+
+    ckpt = tmp_path / "ckpt"
+    _sharded_mlp_trainer(ckpt, 3).fit()
+    assert sorted(p.name for p in ckpt.iterdir()) == ["last-1.pt", "last.pt"]
+    assert [load_sharded_state(ckpt / name)["epoch"] for name in ("last.pt", "last-1.pt")] == [3, 2]
+    killed = ckpt / ".last.pt.0badc0de.tmp"  # what a save killed before its rename leaves
+    killed.mkdir()
+    (killed / "__0_0.distcp").write_bytes(b"partial")
+    resumed = _sharded_mlp_trainer(ckpt, 4)
+    resumed.fit(resume_from="last")
+    assert resumed.global_step == 16 and not killed.exists()
+    assert [load_sharded_state(ckpt / name)["epoch"] for name in ("last.pt", "last-1.pt")] == [4, 3]
+    # A replicated run continuing the directory writes files; the sharded state it resumed from is kept as last-1.pt.
+    replicated = _sharded_mlp_trainer(ckpt, 5, strategy="ddp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the changed strategy is reported as a config difference
+        replicated.fit(resume_from="last")
+    assert (ckpt / "last.pt").is_file() and is_sharded_checkpoint(ckpt / "last-1.pt")
+    assert torch.load(ckpt / "last.pt")["epoch"] == 5 and load_sharded_state(ckpt / "last-1.pt")["epoch"] == 4
+
+
+@pytest.mark.parametrize(("name", "wrap", "units"), [
+    ("gpt", None, {"DecoderBlock": 2}),
+    ("transformer", None, {"EncoderBlock": 2, "DecoderBlock": 2}),
+    ("gpt", ["FeedForward"], {"FeedForward": 2}),
+    ("mlp", None, {}),
+])
+def test_fsdp_shards_one_unit_per_block_of_the_family_or_as_named(name, wrap, units, one_rank_group):
+    from collections import Counter
+
+    from torch.distributed.fsdp import FSDPModule
+
+    model, data, loss_fn = build(name)
+    config = TrainingConfig(epochs=1, device="cpu", progress_bar=False, strategy="fsdp", fsdp_wrap=wrap)
+    trainer = Trainer(model, config, DataLoader(data, batch_size=8), loss_fn=loss_fn)
+    assert trainer.model is model and isinstance(model, FSDPModule)  # sharded in place, root last
+    inner = Counter(type(m).__mro__[2].__name__ for m in model.modules() if isinstance(m, FSDPModule) and m is not model)
+    assert dict(inner) == units
+    trainer.fit()  # and it trains
+
+
+def test_activation_checkpointing_of_the_set_encoder_gives_the_same_gradients():
+    from treadmill.nn import LatentQueryEncoder
+
+    def gradients(checkpointing):
+        torch.manual_seed(0)
+        encoder = LatentQueryEncoder(d_model=16, n_latents=4, n_heads=2, n_layers=2)
+        if checkpointing:
+            assert enable_activation_checkpointing(encoder) == 4  # 2 cross-attention + 2 self-attention blocks
+        inputs = torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(1))
+        encoder(inputs).square().sum().backward()
+        return {n: p.grad.clone() for n, p in encoder.named_parameters()}
+
+    plain, recomputed = gradients(False), gradients(True)
+    for key, grad in plain.items():
+        torch.testing.assert_close(recomputed[key], grad, rtol=0, atol=1e-7, msg=key)
+
+
+class _HubStyleModel(nn.Module):
+    """What Treadmill relies on in a Hugging Face model: `_no_split_modules` and its own
+    gradient checkpointing switch (transformers itself is not installed for the tests)."""
+
+    _no_split_modules = ["Layer"]
+    supports_gradient_checkpointing = True
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(2, 2)
+        self.asked = None
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.asked = gradient_checkpointing_kwargs
+
+
+def test_a_hugging_face_model_uses_its_own_layers_and_checkpointing_switch():
+    from treadmill.fsdp import default_wrap_classes
+
+    model = _HubStyleModel()
+    assert default_wrap_classes(model) == ["Layer"]
+    assert enable_activation_checkpointing(model) == 1
+    assert model.asked == {"use_reentrant": False}

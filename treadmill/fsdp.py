@@ -116,7 +116,12 @@ def wrap_fsdp(model: nn.Module, device: torch.device, precision: str = "fp32",
             f"module of that class. Its module classes: {', '.join(sorted(present))}.",
             field="fsdp_wrap",
         )
-    kwargs: dict[str, Any] = {}
+    from torch.distributed.device_mesh import init_device_mesh
+
+    # The mesh on this trainer's device: FSDP's default takes the accelerator whenever one exists,
+    # which a CPU (gloo) run on a GPU machine must not. fully_shard moves each shard to it, so the
+    # whole model never has to fit on one device.
+    kwargs: dict[str, Any] = {"mesh": init_device_mesh(device.type, (dist.get_world_size(),))}
     policy = _mixed_precision(precision, device)
     if policy is not None:
         kwargs["mp_policy"] = policy

@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from treadmill.distributed import all_gather_objects, barrier, broadcast_object
@@ -164,7 +166,6 @@ def load_sharded_state(path: str | os.PathLike[str], map_location: str | torch.d
 def load_sharded_into(model: nn.Module, optimizer: Any, path: str | os.PathLike[str]) -> None:
     """Load a sharded checkpoint's weights (and optimizer state, when given) into a model sharded at
     any world size, or a plain one in a single process: DCP reads the parts each rank needs."""
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
         set_model_state_dict,
         set_optimizer_state_dict,
@@ -173,7 +174,7 @@ def load_sharded_into(model: nn.Module, optimizer: Any, path: str | os.PathLike[
     tensors = _sharded_tensors(model, optimizer)
     try:
         with checkpoint_io(Path(path), what="sharded checkpoint"):
-            dcp.load(tensors, checkpoint_id=str(path))
+            _load(tensors, path)
     except (RuntimeError, ValueError, KeyError, AssertionError) as err:
         raise CheckpointError(f"The sharded checkpoint {str(path)!r} does not fit {type(model).__name__}: {err}") from err
     set_model_state_dict(model, tensors["model"])
@@ -193,8 +194,19 @@ def load_sharded_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         for key, meta in metadata.state_dict_metadata.items()
         if key.startswith("model.") and isinstance(meta, TensorStorageMetadata)
     }
-    dcp.load({"model": weights}, checkpoint_id=str(path), no_dist=True)
+    _load({"model": weights}, path)
     return weights
+
+
+def _load(tensors: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """dcp.load, in a single process when there is no process group (without DCP's warning that
+    it assumes so: here that is the intent)."""
+    import torch.distributed.checkpoint as dcp
+
+    alone = not (dist.is_available() and dist.is_initialized())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        dcp.load(tensors, checkpoint_id=str(path), no_dist=alone)
 
 
 def export_sharded_weights(model: nn.Module, path: str | os.PathLike[str], is_main: bool) -> Path:

@@ -174,7 +174,8 @@ class Trainer(PytorchTreadmillMethods):
             self.device = torch.device("cuda", self.dist.local_rank)
         # Seeds the per-epoch data order (see treadmill.training.data_order); saved with checkpoints.
         self.data_seed = self.config.seed if self.config.seed is not None else (0 if self.dist.enabled else torch.initial_seed() % 2**31)
-        self.model = model.to(self.device)
+        # Under FSDP, fully_shard moves each rank's shards to the device: the whole model is never there.
+        self.model = model if self.sharded else model.to(self.device)
         if self.config.activation_checkpointing:
             enable_activation_checkpointing(unwrap_model(self.model))
         if self.sharded:
