@@ -117,7 +117,7 @@ def test_lm_page_in_chromium_streams_in_several_steps(browser, runs, tmp_path):
     # A short pause per token, so a browser polling the page sees the text grow: the tiny model
     # alone would finish before the first repaint.
     servable.token_delay = 0.15
-    servable.generation.update(min_len=6)
+    servable.generation.update(min_len=6, max_len=48)  # the page's "max new tokens" starts at 48
     port = free_port()
     app = build_app(servable)
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -134,8 +134,19 @@ def test_lm_page_in_chromium_streams_in_several_steps(browser, runs, tmp_path):
             time.sleep(0.03)
         final = _value(browser, "output")
         browser.save_screenshot(str(tmp_path / "serve_lm.png"))
+        # Stop: a longer generation, cancelled after its first tokens, grows no more.
+        servable.generation.update(min_len=40)
+        browser.find_element(By.ID, "submit").click()
+        WebDriverWait(browser, 60).until(lambda d: len(_value(d, "output").split()) >= 2
+                                         and _value(d, "output") != final)
+        browser.find_element(By.ID, "stop").click()
+        WebDriverWait(browser, 30).until(lambda d: "Stopped." in d.find_element(By.ID, "status").text)
+        stopped = _value(browser, "output")
+        time.sleep(1.0)  # several tokens' worth of time
+        after = _value(browser, "output")
     finally:
         app.close()
     assert len(seen) >= 3, seen  # the answer appeared in several steps
     assert all(later.startswith(earlier) for earlier, later in zip(seen, seen[1:], strict=False))
     assert final.startswith(seen[-1]) and len(final.split()) >= 6
+    assert after == stopped and len(stopped.split()) < 40
