@@ -136,9 +136,14 @@ def test_lm_page_in_chromium_streams_in_several_steps(browser, runs, tmp_path):
         browser.save_screenshot(str(tmp_path / "serve_lm.png"))
         # Stop: a longer generation, cancelled after its first tokens, grows no more.
         servable.generation.update(min_len=40)
+        time.sleep(1.0)  # the finished event's last message settles; a click while it is pending is dropped
         browser.find_element(By.ID, "submit").click()
-        WebDriverWait(browser, 60).until(lambda d: len(_value(d, "output").split()) >= 2
-                                         and _value(d, "output") != final)
+        states = []
+        deadline = time.monotonic() + 60
+        while not (2 <= len(_value(browser, "output").split()) < len(final.split())):
+            states.append((browser.find_element(By.ID, "status").text, _value(browser, "output")))
+            assert time.monotonic() < deadline, f"the second generation did not start: {states[-5:]}"
+            time.sleep(0.05)
         browser.find_element(By.ID, "stop").click()
         WebDriverWait(browser, 30).until(lambda d: "Stopped." in d.find_element(By.ID, "status").text)
         stopped = _value(browser, "output")
