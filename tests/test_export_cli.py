@@ -75,6 +75,22 @@ def test_onnxruntime_backend_gives_eager_outputs(run_dir, sources, capsys):
     assert torch.allclose(a.scores, b.scores, atol=1e-4)
 
 
+def test_serve_pages_decode_with_an_export(run_dir, sources):
+    """`serve --export FORMAT` builds its page over the exported model: the answers of `generate --export`."""
+    from treadmill.cli.serve import servable_from_run
+    from treadmill.serve.seq2seq_page import decoding_options, n_best
+
+    for fmt in ("int8", "onnx"):
+        if not (run_dir / "export" / fmt / "export.json").is_file():  # when this test runs alone
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(["export", str(run_dir), "--format", fmt]) == 0
+        servable = servable_from_run(load_run(run_dir, export=fmt), export=fmt)
+        assert servable.attention == (fmt != "onnx") and fmt in servable.title
+        options = decoding_options(servable, "beam", 3, 1, 1.0, 0, 1.0)
+        answers = [n_best(servable, text, options)[0][0][0] for text in sources[:5]]
+        assert answers == generate_lines(run_dir, sources[:5], [], export=fmt)
+
+
 def test_export_errors_name_the_problem(run_dir, tmp_path, capsys):
     code, _, err = _cli(capsys, "generate", run_dir, "a1", "--export", "int8", "--backend", "onnxruntime")
     assert code == 2 and "--backend onnxruntime runs the onnx export" in err

@@ -58,7 +58,12 @@ def test_seq2seq_page_answers_as_generate_and_keeps_serving_after_bad_input(runs
             assert message in status and best == ""
         answers = [client.predict(text, "beam", 3, 3, 1.0, 0, 1.0, api_name="/decode") for text in ("a1 a2 a3 a4", "a4 a3 a1")]
         greedy = client.predict("a1 a2 a3 a4", "greedy", 3, 3, 1.0, 0, 1.0, api_name="/decode")
+        # six users at once: two decode, the others wait in the queue; every one gets its answer
+        jobs = [client.submit(text, "beam", 3, 1, 1.0, 0, 1.0, api_name="/decode")
+                for text in ("a1 a2 a3 a4", "a4 a3 a1") * 3]
+        concurrent = [job.result(timeout=120)[1] for job in jobs]
     assert [best for _, best, _, _ in answers] == expected
+    assert concurrent == expected * 3
     rows = answers[0][2]["data"]
     # the n-best table is `generate --set num_return_sequences=3`: rank, score, hypothesis
     assert [f"a1 a2 a3 a4\t{rank}\t{score:.4f}\t{hyp}" for rank, score, hyp in rows] == n_best_lines

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from serve_runs import GPT, SEQ2SEQ, free_port, train_run
 
+from treadmill.cli.generate import generate_lines
 from treadmill.cli.run_dir import load_run
 from treadmill.cli.serve import servable_from_run
 
@@ -88,8 +89,7 @@ def _value(driver, element_id: str) -> str:
 def test_seq2seq_page_in_chromium_answers_as_generate(browser, runs, tmp_path):
     run_dir = runs["seq2seq"]
     text = os.environ.get("TREADMILL_SERVE_INPUT", "a1 a2 a3 a4")
-    expected = subprocess.run([sys.executable, "-m", "treadmill.cli", "generate", str(run_dir), text],
-                              capture_output=True, text=True, timeout=300, check=True).stdout.strip()
+    (expected,) = generate_lines(run_dir, [text], [])  # what `treadmill generate RUN_DIR TEXT` prints
     with serve_command(run_dir) as url:
         browser.get(url)
         _type_and_press(browser, "")  # bad input first: a message, and the server keeps serving
@@ -116,8 +116,8 @@ def test_lm_page_in_chromium_streams_in_several_steps(browser, runs, tmp_path):
     servable = servable_from_run(load_run(runs["gpt"]))
     # A short pause per token, so a browser polling the page sees the text grow: the tiny model
     # alone would finish before the first repaint.
-    servable.token_delay = 0.15
-    servable.generation.update(min_len=6)
+    servable.token_delay = 0.12
+    servable.generation.update(min_len=6, max_len=24)  # the page's "max new tokens" starts at 24
     port = free_port()
     app = build_app(servable)
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -134,8 +134,24 @@ def test_lm_page_in_chromium_streams_in_several_steps(browser, runs, tmp_path):
             time.sleep(0.03)
         final = _value(browser, "output")
         browser.save_screenshot(str(tmp_path / "serve_lm.png"))
+        # Stop: a longer generation, cancelled after its first tokens, grows no more.
+        servable.generation.update(min_len=20)
+        time.sleep(1.0)  # the finished event's last message settles; a click while it is pending is dropped
+        browser.find_element(By.ID, "submit").click()
+        states = []
+        deadline = time.monotonic() + 60
+        while not (2 <= len(_value(browser, "output").split()) < len(final.split())):
+            states.append((browser.find_element(By.ID, "status").text, _value(browser, "output")))
+            assert time.monotonic() < deadline, f"the second generation did not start: {states[-5:]}"
+            time.sleep(0.05)
+        browser.find_element(By.ID, "stop").click()
+        WebDriverWait(browser, 30).until(lambda d: "Stopped." in d.find_element(By.ID, "status").text)
+        stopped = _value(browser, "output")
+        time.sleep(1.0)  # several tokens' worth of time
+        after = _value(browser, "output")
     finally:
         app.close()
     assert len(seen) >= 3, seen  # the answer appeared in several steps
     assert all(later.startswith(earlier) for earlier, later in zip(seen, seen[1:], strict=False))
     assert final.startswith(seen[-1]) and len(final.split()) >= 6
+    assert after == stopped and len(stopped.split()) < 20

@@ -125,8 +125,10 @@ def _lm_page(gr: Any, servable: Servable) -> None:
                                    None if seed_value is None else int(seed_value))
         text = ""
         try:
-            for text in stream_text(servable, prompt_value or "", options):
-                yield "Generating…", text
+            for step, text in enumerate(stream_text(servable, prompt_value or "", options)):
+                # The status is written once: a token message still in flight when Stop is pressed
+                # must not overwrite "Stopped." with "Generating…".
+                yield ("Generating…" if step == 0 else gr.skip()), text
         except ValueError as err:
             yield _problem(str(err)), text
             return
