@@ -37,10 +37,41 @@ def word_tokenizer(directory: Path, specials: dict[int, str], vocab_size: int, p
 
 
 def _neutral(model) -> None:  # type: ignore[no-untyped-def]
-    g = model.generation_config
+    g = getattr(model, "generation_config", None)
+    if g is None:  # a classifier: nothing generates
+        return
     for name in ("forced_bos_token_id", "forced_eos_token_id"):
         setattr(g, name, None)
     g.min_length, g.no_repeat_ngram_size, g.num_beams, g.max_length = 0, 0, 1, 20
+
+
+def teach_eos(model, pad: int, eos: int, start: int | None, steps: int = 25) -> None:  # type: ignore[no-untyped-def]
+    """A few Adam steps on short random sequences that end in EOS, so that searches end before
+    their length cap (where transformers truncates and we close with EOS) and beams differ."""
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    words = [i for i in range(vocab) if i not in {pad, eos, start, 0, 1, 2, 3}]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        rows = []
+        for _ in range(8):
+            n = int(torch.randint(3, 8, (1,), generator=g))
+            rows.append([words[int(i)] for i in torch.randint(len(words), (n,), generator=g)])
+        width = max(map(len, rows)) + 1
+        ids = torch.full((len(rows), width), pad)
+        labels = torch.full((len(rows), width), -100)
+        for i, row in enumerate(rows):
+            ids[i, : len(row) + 1] = torch.tensor(row + [eos])
+            labels[i, : len(row) + 1] = torch.tensor(row[::-1] + [eos] if start is not None else row + [eos])
+        if start is not None:  # encoder-decoder: reverse the source
+            loss = model(input_ids=ids, attention_mask=(ids != pad).long(), labels=labels).loss
+        else:
+            loss = model(input_ids=ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
 
 
 def _save(model, directory: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -57,7 +88,9 @@ def tiny_bart(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = BartConfig(vocab_size=24, d_model=16, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
                         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64)
-    path = _save(BartForConditionalGeneration(config), directory)
+    model = BartForConditionalGeneration(config)
+    teach_eos(model, pad=1, eos=2, start=2)
+    path = _save(model, directory)
     word_tokenizer(path, {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}, 24, post="<s> $A </s>")
     return path
 
@@ -69,7 +102,9 @@ def tiny_t5(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = T5Config(vocab_size=24, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=2, num_heads=2,
                       relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-    path = _save(T5ForConditionalGeneration(config), directory)
+    model = T5ForConditionalGeneration(config)
+    teach_eos(model, pad=0, eos=1, start=0)
+    path = _save(model, directory)
     word_tokenizer(path, {0: "<pad>", 1: "</s>", 2: "<unk>"}, 24, post="$A </s>")
     return path
 
@@ -82,7 +117,9 @@ def tiny_marian(directory: Path, seed: int = 0) -> Path:
     config = MarianConfig(vocab_size=24, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                           decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
                           pad_token_id=23, eos_token_id=0, decoder_start_token_id=23, forced_eos_token_id=None)
-    path = _save(MarianMTModel(config), directory)
+    model = MarianMTModel(config)
+    teach_eos(model, pad=23, eos=0, start=23)
+    path = _save(model, directory)
     word_tokenizer(path, {0: "</s>", 1: "<unk>", 23: "<pad>"}, 24, post="$A </s>")
     return path
 
@@ -99,6 +136,7 @@ def tiny_gpt2(directory: Path, seed: int = 0, num_labels: int | None = None) -> 
         model = GPT2ForSequenceClassification(config)
     else:
         model = GPT2LMHeadModel(config)
+        teach_eos(model, pad=23, eos=23, start=None)
     path = _save(model, directory)
     word_tokenizer(path, {23: "<|endoftext|>"}, 24)
     return path
@@ -112,7 +150,9 @@ def tiny_llama(directory: Path, seed: int = 0) -> Path:
     config = LlamaConfig(vocab_size=24, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
                          bos_token_id=1, eos_token_id=2, pad_token_id=None)
-    path = _save(LlamaForCausalLM(config), directory)
+    model = LlamaForCausalLM(config)
+    teach_eos(model, pad=2, eos=2, start=None)
+    path = _save(model, directory)
     word_tokenizer(path, {0: "<unk>", 1: "<s>", 2: "</s>"}, 24)
     return path
 
