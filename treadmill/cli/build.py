@@ -23,7 +23,14 @@ def build_task(config: RunConfig) -> Any:
     from treadmill.data.tasks import get_task
 
     try:
-        return get_task(config.task.name, **config.task.options)
+        task = get_task(config.task.name, **config.task.options)
+        if config.model.name == "hf":  # the checkpoint's own tokenizer encodes the text
+            from treadmill.hf import load_tokenizer
+            from treadmill.hf.tasks import use_tokenizer
+
+            hf = config.model.build_config()
+            task = use_tokenizer(task, load_tokenizer(hf.path, hf.resolved_task))
+        return task
     except ConfigError as err:
         raise RunConfigError(f"task: {err}") from err
     except (TypeError, ValueError) as err:  # an option value the task's builder refuses

@@ -16,6 +16,7 @@ from treadmill.hf.loading import (
     SpecialTokenError,
     UnsupportedArchitectureError,
     load_pretrained,
+    load_tokenizer,
     save_pretrained,
 )
 from treadmill.hf.tokenizer import HFTokenizer
@@ -33,5 +34,6 @@ __all__ = [
     "SpecialTokenError",
     "UnsupportedArchitectureError",
     "load_pretrained",
+    "load_tokenizer",
     "save_pretrained",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "SpecialTokenError",
     "Pretrained",
     "load_pretrained",
+    "load_tokenizer",
     "save_pretrained",
 ]
 
@@ -68,24 +69,50 @@ def load_pretrained(path: str | Path, task: str = "seq2seq", **hf_kwargs: Any) -
     read_config(directory, task)
     auto_name, adapter = TASKS[task]
     hf_model = getattr(transformers, auto_name).from_pretrained(str(directory), **hf_kwargs)
-    special = special_ids(hf_model, task)
-    vocab = _input_vocab(hf_model) if task == "classification" else hf_model.get_output_embeddings().weight.size(0)
+    id_map, tokenizer = _ids_and_tokenizer(directory, task, hf_model.config, getattr(hf_model, "generation_config", None))
+    return Pretrained(adapter(hf_model, id_map), tokenizer)
+
+
+def load_tokenizer(path: str | Path, task: str = "seq2seq") -> HFTokenizer:
+    """The tokenizer of checkpoint directory `path`, with the model's special ids mapped (no weights read)."""
+    transformers = require("transformers", "Loading a Hugging Face tokenizer")
+    directory = Path(path)
+    read_config(directory, task)
+    config = transformers.AutoConfig.from_pretrained(str(directory))
+    generation = None
+    if (directory / "generation_config.json").is_file():
+        generation = transformers.GenerationConfig.from_pretrained(str(directory))
+    _, tokenizer = _ids_and_tokenizer(directory, task, config, generation)
+    if tokenizer is None:
+        raise PretrainedError(
+            f"{str(directory)!r} has no tokenizer.json; Treadmill reads the fast (tokenizers) format. "
+            "Save one with AutoTokenizer.from_pretrained(...).save_pretrained(dir)"
+        )
+    return tokenizer
+
+
+def _ids_and_tokenizer(directory: Path, task: str, config: Any, generation: Any) -> tuple[IdMap, HFTokenizer | None]:
+    """The id map of a model (config + generation config) and its tokenizer.json, checked against each other."""
+    special = special_ids(config, generation, task)
+    vocab = int(config.get_text_config(decoder=True).vocab_size)
     raw_tokenizer = None
     if (directory / "tokenizer.json").is_file():
         tokenizers = require("tokenizers", "Reading a Hugging Face tokenizer.json")
         raw_tokenizer = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
-        special = check_tokenizer(raw_tokenizer, directory, special, int(vocab))
-    id_map = IdMap(int(vocab), special)
-    tokenizer = HFTokenizer(raw_tokenizer, id_map) if raw_tokenizer is not None else None
-    return Pretrained(adapter(hf_model, id_map), tokenizer)
+        special = check_tokenizer(raw_tokenizer, directory, special, vocab)
+    id_map = IdMap(vocab, special)
+    return id_map, HFTokenizer(raw_tokenizer, id_map) if raw_tokenizer is not None else None
 
 
-def read_config(directory: Path, task: str) -> dict[str, Any]:
-    """config.json of `directory`, refused when missing or of an unsupported model_type."""
-    if task not in TASKS:
+def read_config(directory: Path, task: str | None) -> dict[str, Any]:
+    """config.json of `directory`, refused when missing or of a model_type unsupported for `task`
+    (None: supported for any generative task)."""
+    if task is not None and task not in TASKS:
         raise PretrainedError(f"task={task!r} is not a pretrained-model task; use one of {sorted(TASKS)}")
     if not directory.is_dir():
-        raise PretrainedError(f"model.path {str(directory)!r} is not a directory (expected a saved transformers model)")
+        raise PretrainedError(
+            f"model.path {str(directory)!r} is not a directory (expected a saved transformers model)"
+        )
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise PretrainedError(
@@ -97,18 +124,18 @@ def read_config(directory: Path, task: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise PretrainedError(f"{config_file}: not valid JSON ({err})") from None
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in SUPPORTED[task]:
+    allowed = SUPPORTED[task] if task is not None else SUPPORTED["seq2seq"] + SUPPORTED["causal-lm"]
+    if model_type not in allowed:
+        where = f"for task {task!r}" if task is not None else "for generation"
         raise UnsupportedArchitectureError(
-            f"{config_file}: model_type {model_type!r} is not supported for task {task!r}; "
-            f"supported: {', '.join(SUPPORTED[task])} "
-            f"({_all_supported()})"
+            f"{config_file}: model_type {model_type!r} is not supported {where}; "
+            f"supported: {', '.join(allowed)} ({_all_supported()})"
         )
-    return config
+    return dict(config)
 
 
-def special_ids(hf_model: nn.Module, task: str) -> SpecialIds:
+def special_ids(config: Any, generation: Any, task: str) -> SpecialIds:
     """The model's PAD, UNK, BOS (decoder start) and EOS ids, from its generation config and config."""
-    config, generation = hf_model.config, getattr(hf_model, "generation_config", None)
 
     def field(name: str) -> int | None:
         for source in (generation, config):
@@ -203,10 +230,6 @@ def _all_supported() -> str:
     return "all tasks: " + "; ".join(f"{task}: {', '.join(types)}" for task, types in SUPPORTED.items())
 
 
-def _input_vocab(hf_model: nn.Module) -> int:
-    return int(hf_model.get_input_embeddings().weight.size(0))
-
-
 def save_pretrained(model: nn.Module, directory: str | Path, tokenizer: HFTokenizer | None = None) -> Path:
     """Write `model` (an adapter from load_pretrained) as a directory transformers loads back."""
     hf_model = getattr(model, "hf_model", None)
@@ -214,6 +237,10 @@ def save_pretrained(model: nn.Module, directory: str | Path, tokenizer: HFTokeni
         raise PretrainedError(
             f"save_pretrained needs a model from treadmill.hf.load_pretrained; {type(model).__name__} has no hf_model"
         )
+    from treadmill.peft import has_lora, merge_lora
+
+    if has_lora(model):  # transformers reads plain weights: adapters go into them first
+        hf_model = merge_lora(model).hf_model
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     hf_model.save_pretrained(str(out))

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from treadmill.hf.config import HFModelConfig, build_hf_model
 from treadmill.models._checks import closest_hint
 from treadmill.models.forecaster import Forecaster, ForecasterConfig
 from treadmill.models.gpt import GPT, GPTConfig
@@ -35,6 +36,8 @@ MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "rnn": (RNNSeq2SeqConfig, RNNSeq2Seq),
     "gpt": (GPTConfig, GPT),
     "forecaster": (ForecasterConfig, Forecaster),
+    # a transformers checkpoint directory (treadmill.hf; transformers imported only when built)
+    "hf": (HFModelConfig, build_hf_model),
 }
 
 # name -> {old key: canonical key}: the one table of renamed config fields.
@@ -43,6 +46,7 @@ CONFIG_ALIASES: dict[str, dict[str, str]] = {
     "rnn": {"num_layers": "n_layers"},
     "gpt": {},
     "forecaster": {"num_layers": "n_layers"},
+    "hf": {},
 }
 
 
