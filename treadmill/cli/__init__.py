@@ -7,6 +7,7 @@
     treadmill sweep CONFIG.yaml key=v1,v2 [key2=a,b ...] [--sweep-dir DIR]
     treadmill tasks
     treadmill plot RUN_DIR [RUN_DIR ...] [--metrics val_loss,loss] [--out curves.png]
+    treadmill export RUN_DIR --merge-lora [--out DIR]
 
 One module per command, each with `add_parser(commands)` and `run(args) -> exit code`, over
 `config.py` (the typed run config), `build.py` (task, model, loaders, trainer) and `run_dir.py`
@@ -33,6 +34,7 @@ COMMANDS = {
     "sweep": "sweep",
     "tasks": "tasks",
     "plot": "plot",
+    "export": "export",
 }
 
 

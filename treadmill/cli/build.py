@@ -55,7 +55,15 @@ def build_model(config: RunConfig) -> nn.Module:
     """The model of the config (its sizes resolved, see `resolve_model_sizes`)."""
     from treadmill.models.registry import MODELS
 
-    return MODELS[config.model.name][1](config.model.build_config(config.model.fields))
+    model = MODELS[config.model.name][1](config.model.build_config(config.model.fields))
+    if config.model.lora is not None:  # adapters injected, the rest frozen; checkpoints hold the adapters
+        from treadmill.peft import LoraSettings, apply_lora
+
+        try:
+            apply_lora(model, LoraSettings.from_dict(config.model.lora))
+        except ConfigError as err:
+            raise RunConfigError(str(err)) from err
+    return model
 
 
 def build_loaders(config: RunConfig, task: Any, splits: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, Any]:

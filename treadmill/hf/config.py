@@ -4,15 +4,15 @@
       name: hf
       path: checkpoints/opus-mt-en-fr     # a directory transformers' save_pretrained wrote
       task: auto                          # seq2seq | causal-lm | auto (from config.json's model_type)
-      lora: {r: 8, alpha: 16, dropout: 0.05, target_modules: [q_proj, v_proj]}   # optional
+      lora: {r: 8, alpha: 16, dropout: 0.05, target_modules: [q_proj, v_proj]}   # optional, any family
+
+`lora` belongs to the run config's model section (treadmill/cli/sections.py), not to this class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from torch import nn
 
 from treadmill.validation import ConfigError
@@ -28,7 +28,6 @@ class HFModelConfig:
 
     path: str = ""
     task: str = "auto"
-    lora: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -41,10 +40,6 @@ class HFModelConfig:
                 f"model.task={self.task!r} is not one of auto, {', '.join(GENERATIVE_TASKS)}", field="task"
             )
         resolve_task(self.path, self.task)  # no config.json / an unsupported model_type: fail now
-        if self.lora is not None:
-            from treadmill.peft import LoraSettings
-
-            LoraSettings.from_dict(self.lora)
 
     @property
     def resolved_task(self) -> str:
@@ -68,12 +63,7 @@ def resolve_task(path: str | Path, task: str) -> str:
 
 
 def build_hf_model(cfg: HFModelConfig) -> nn.Module:
-    """The run's model: the checkpoint loaded behind our protocol, with LoRA adapters when asked."""
+    """The run's model: the checkpoint loaded behind our protocol."""
     from treadmill.hf.loading import load_pretrained
 
-    model = load_pretrained(cfg.path, task=cfg.resolved_task).model
-    if cfg.lora is not None:
-        from treadmill.peft import LoraSettings, apply_lora
-
-        apply_lora(model, LoraSettings.from_dict(cfg.lora))
-    return model
+    return load_pretrained(cfg.path, task=cfg.resolved_task).model
