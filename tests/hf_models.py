@@ -27,8 +27,7 @@ def word_tokenizer(directory: Path, specials: dict[int, str], vocab_size: int, p
     unk = next((t for t in specials.values() if "unk" in t), None)
     tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    for i, token in specials.items():
-        tok.add_special_tokens([token])
+    tok.add_special_tokens(list(specials.values()))
     if post is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=post, special_tokens=[(t, i) for i, t in specials.items() if t in post]

@@ -15,6 +15,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import hf_models as H  # noqa: E402
+from copy_task import copy_batches  # noqa: E402
 
 from treadmill import OptimizerConfig, TrainingConfig  # noqa: E402
 from treadmill.constants import EOS_ID, PAD_ID  # noqa: E402
@@ -27,7 +28,6 @@ from treadmill.hf import (  # noqa: E402
     save_pretrained,
 )
 from treadmill.seq2seq.trainer import Seq2SeqConfig, Seq2SeqTrainer  # noqa: E402
-from copy_task import copy_batches  # noqa: E402
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -289,3 +289,16 @@ def test_config_without_eos_is_a_named_error(saved, tmp_path):
 def test_import_treadmill_does_not_import_transformers():
     code = "import sys, treadmill, treadmill.hf; assert 'transformers' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_stream_sampling_and_attention_work_on_a_loaded_model(saved):
+    from treadmill.decoding.stream import stream
+
+    model, tok = load_pretrained(saved["bart"], task="seq2seq", attn_implementation="eager")
+    src = [tok.encode("w1 w2 w3", True)]
+    greedy = generate(model, src=src, max_len=8, min_len=2, return_attention=True)
+    assert list(stream(model, src=src, max_len=8, min_len=2)) == greedy.sequences[0]
+    attention = greedy.attention[0]  # (out_len, src_len): each row a distribution over the source
+    torch.testing.assert_close(attention.sum(-1), torch.ones(attention.size(0)))
+    a = generate(model, src=src, strategy="sample", seed=1, max_len=8).tokens
+    assert torch.equal(a, generate(model, src=src, strategy="sample", seed=1, max_len=8).tokens)

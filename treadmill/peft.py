@@ -103,7 +103,8 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None, **options
     `options` are LoraSettings fields (r, alpha, dropout, target_modules) when `settings` is None.
     The model's state_dict then holds the adapters only.
     """
-    settings = settings or LoraSettings(**{k: tuple(v) if k == "target_modules" else v for k, v in options.items()})
+    if settings is None:
+        settings = LoraSettings.from_dict(options)
     peft = require("peft", "LoRA (model.lora)")
     if has_lora(model):
         raise ConfigError(f"{type(model).__name__} already has LoRA adapters; apply_lora once per model")
@@ -143,7 +144,7 @@ def _adapters_only(module: nn.Module, state_dict: dict[str, Any], prefix: str, l
 
 def _keep_base_weights(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
     """load_state_dict pre-hook: an adapters-only dict keeps the base weights the model has."""
-    own = dict(module.named_parameters(remove_duplicate=False))
+    own: dict[str, Any] = dict(module.named_parameters(remove_duplicate=False))
     own.update({name: b for name, b in module.named_buffers(remove_duplicate=False)
                 if name.rsplit(".", 1)[-1] not in _non_persistent(module, name)})
     for name, tensor in own.items():

@@ -32,10 +32,12 @@ class _Adapter(nn.Module):
     """The id map as buffers (they follow .to(device)) and the HF model as `hf_model`."""
 
     is_encoder_decoder: bool = False
+    _to_hf: Tensor  # (ours_vocab,) long: our id -> the model's id
+    _dead: Tensor  # (ours_vocab,) bool: alias columns
 
     def __init__(self, hf_model: nn.Module, id_map: IdMap) -> None:
         super().__init__()
-        self.hf_model = hf_model
+        self.hf_model: Any = hf_model  # a transformers PreTrainedModel
         self.id_map = id_map
         # Not persistent: checkpoints hold the HF weights only, the map is rebuilt from the config.
         self.register_buffer("_to_hf", id_map.to_hf.clone(), persistent=False)
@@ -106,23 +108,27 @@ class HFSeq2Seq(_Adapter):
 
         mask = memory["padding_mask"] if src_padding_mask is None else src_padding_mask
         done = 0 if cache is None else cache["self"][0][0].size(2)
+        asked = return_attention
+        # Only eager attention returns weights (load_pretrained(..., attn_implementation="eager"));
+        # with SDPA the attention is None rather than a warning at every step.
+        return_attention = return_attention and self.config._attn_implementation == "eager"
         out = self.hf_model(
             encoder_outputs=BaseModelOutput(last_hidden_state=memory["outputs"]),
             attention_mask=(~mask).long(),
             decoder_input_ids=self._hf(tgt_prefix[:, done:]),
             cache=_encoder_decoder_cache(cache),
             use_cache=True,
-            output_attentions=return_attention,
+            output_attentions=return_attention or None,
         )
         new_cache = {
             "self": _layers(out.cache.self_attention_cache),
             "cross": _layers(out.cache.cross_attention_cache),
         }
         logits = self._ours(out.logits)
-        if not return_attention:
+        if not asked:
             return logits, new_cache
-        cross = out.cross_attentions[-1] if out.cross_attentions else None  # (batch, heads, T-k, src_len)
-        return logits, new_cache, None if cross is None else cross.mean(dim=1)
+        cross = out.cross_attentions[-1] if return_attention and out.cross_attentions else None
+        return logits, new_cache, None if cross is None else cross.mean(dim=1)  # (batch, T-k, src_len)
 
 
 class HFCausalLM(_Adapter):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 from torch import nn
 
 from treadmill.validation import ConfigError

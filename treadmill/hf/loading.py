@@ -232,7 +232,7 @@ def _all_supported() -> str:
 
 def save_pretrained(model: nn.Module, directory: str | Path, tokenizer: HFTokenizer | None = None) -> Path:
     """Write `model` (an adapter from load_pretrained) as a directory transformers loads back."""
-    hf_model = getattr(model, "hf_model", None)
+    hf_model: Any = getattr(model, "hf_model", None)
     if hf_model is None:
         raise PretrainedError(
             f"save_pretrained needs a model from treadmill.hf.load_pretrained; {type(model).__name__} has no hf_model"
