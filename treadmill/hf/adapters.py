@@ -60,7 +60,9 @@ class _Adapter(nn.Module):
         return self._to_hf[ids]
 
     def _ours(self, hf_logits: Tensor) -> Tensor:
-        out = hf_logits.index_select(-1, self._to_hf)
+        # float32 (as transformers' own losses upcast): the alias columns then sit at float32's
+        # minimum under fp16/bf16 autocast too, where the loss's smoothing recognises them.
+        out = hf_logits.float().index_select(-1, self._to_hf)
         return out.masked_fill(self._dead, torch.finfo(out.dtype).min)
 
 
