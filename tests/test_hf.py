@@ -187,22 +187,27 @@ def _worker(*args):
 
 
 @pytest.mark.slow  # three fresh interpreters importing transformers: ~30 s on a loaded core
-@pytest.mark.parametrize("name", ["bart", "gpt2"])
-def test_sigkill_then_resume_is_bit_identical(saved, name, tmp_path):
+@pytest.mark.parametrize(("name", "lora"), [("bart", None), ("gpt2", None), ("bart", "q_proj,v_proj")])
+def test_sigkill_then_resume_is_bit_identical(saved, name, lora, tmp_path):
     task = BUILDERS[name][1]
-    plain = _worker(saved[name], task, tmp_path / "plain")
+    extra = ["--lora", lora] if lora else []
+    plain = _worker(saved[name], task, tmp_path / "plain", *extra)
     assert plain.returncode == 0, plain.stderr
-    killed = _worker(saved[name], task, tmp_path / "killed", "--kill-at-step", 5)
+    killed = _worker(saved[name], task, tmp_path / "killed", "--kill-at-step", 5, *extra)
     assert killed.returncode == -9, killed.stderr
-    resumed = _worker(saved[name], task, tmp_path / "killed", "--resume")
+    resumed = _worker(saved[name], task, tmp_path / "killed", "--resume", *extra)
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(tmp_path / "plain" / "final.pt")
     b = torch.load(tmp_path / "killed" / "final.pt")
     assert a.keys() == b.keys()
+    assert all("lora_" in k for k in a) if lora else len(a) > 10  # LoRA runs: the adapters only
     for key in a:
         assert torch.equal(a[key], b[key]), key
     start, _ = load_pretrained(saved[name], task=task)
-    assert any(not torch.equal(v, a[k]) for k, v in start.state_dict().items())  # training moved weights
+    if not lora:
+        assert any(not torch.equal(v, a[k]) for k, v in start.state_dict().items())  # training moved weights
+    else:
+        assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in a.items() if "lora_B" in k)
 
 
 @pytest.mark.parametrize("name", ["bart", "llama"])

@@ -1,6 +1,6 @@
 """Trains a saved tiny transformers model through Seq2SeqTrainer; optionally SIGKILLs itself; resumes.
 
-python hf_resume_worker.py MODEL_DIR TASK RUN_DIR [--kill-at-step N] [--resume]
+python hf_resume_worker.py MODEL_DIR TASK RUN_DIR [--kill-at-step N] [--resume] [--lora q_proj,v_proj]
 """
 
 import argparse
@@ -35,9 +35,15 @@ def main() -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--kill-at-step", type=int)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--lora", help="comma-separated target modules: train LoRA adapters only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, _ = load_pretrained(args.model_dir, task=args.task)  # dropout on: the RNG must resume too
+    if args.lora:
+        from treadmill.peft import apply_lora
+
+        torch.manual_seed(0)  # A's random init, as `treadmill train` seeds the model's (seed_model_init)
+        apply_lora(model, r=2, alpha=4, dropout=0.1, target_modules=args.lora.split(","))
     batches = copy_batches(n_batches=4, batch=4, vocab=20, max_len=5)
     if args.task == "causal-lm":
         batches = [{"src": None, "tgt": b["tgt"], "index": b["index"]} for b in batches]
