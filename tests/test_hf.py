@@ -89,13 +89,20 @@ BEAM = {"strategy": "beam", "beam_size": 4, "length_penalty": 1.0, "length_norma
 HF_BEAM = {"num_beams": 4, "length_penalty": 1.0, "early_stopping": True}
 
 
+SEARCHES = {
+    "greedy": ({}, {"num_beams": 1}),
+    "beam": (BEAM, HF_BEAM),
+    "beam-long": ({**BEAM, "length_penalty": 2.0}, {**HF_BEAM, "length_penalty": 2.0}),  # favours long outputs
+}
+
+
 @pytest.mark.parametrize("name", sorted(BUILDERS))
-@pytest.mark.parametrize("search", ["greedy", "beam"])
+@pytest.mark.parametrize("search", sorted(SEARCHES))
 def test_generate_returns_transformers_tokens(saved, name, search):
     task = BUILDERS[name][1]
     model, tok = load_pretrained(saved[name], task=task)
     enc = [tok.encode(t, add_special_tokens=True) for t in TEXTS]
-    ours_options, hf_options = (BEAM, HF_BEAM) if search == "beam" else ({}, {"num_beams": 1})
+    ours_options, hf_options = SEARCHES[search]
     expected = _hf_generate(model, tok, enc, task, **hf_options)
     assert _ours(model, tok, enc, task, **ours_options) == expected  # a padded batch
     for row, want in zip(enc, expected, strict=True):  # batch 1
