@@ -149,12 +149,15 @@ NO_DROPOUT = {
 }
 
 
-@pytest.mark.parametrize("name", ["bart", "gpt2"])
-def test_trainer_steps_equal_a_plain_loop_over_the_hf_model(saved, name):
-    """Three optimizer steps (one batch per epoch, so the history holds each step's loss)."""
+@pytest.mark.parametrize(("name", "prompted"), [("bart", True), ("gpt2", False), ("gpt2", True)])
+def test_trainer_steps_equal_a_plain_loop_over_the_hf_model(saved, name, prompted):
+    """Three optimizer steps (one batch per epoch, so the history holds each step's loss).
+
+    GPT-2 with a source: rows are source then BOS then target, and the BOS after the source is a
+    target, scored in the column of GPT-2's 50256 (its BOS is its EOS), as HF's loss scores it."""
     task = BUILDERS[name][1]
     batch = copy_batches(n_batches=1, batch=4, vocab=20, max_len=5)[0]
-    if task == "causal-lm":
+    if task == "causal-lm" and not prompted:
         batch = {"tgt": batch["tgt"], "index": batch["index"]}
     ours, _ = load_pretrained(saved[name], task=task, **NO_DROPOUT[name])
     config = TrainingConfig(epochs=3, seed=0, progress_bar=False,
@@ -169,6 +172,13 @@ def test_trainer_steps_equal_a_plain_loop_over_the_hf_model(saved, name):
     optimizer = torch.optim.AdamW(hf.parameters(), lr=1e-2, weight_decay=0.0)
     tgt = batch["tgt"]
     labels = torch.where(tgt == PAD_ID, -100, to_hf[tgt])
+    if task == "causal-lm" and prompted:  # source (PAD removed) then target, loss on the target only
+        rows = [torch.cat([s[s != PAD_ID], t[t != PAD_ID]]) for s, t in zip(batch["src"], tgt, strict=True)]
+        n_src = [int((s != PAD_ID).sum()) for s in batch["src"]]
+        tgt = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD_ID)
+        labels = torch.where(tgt == PAD_ID, -100, to_hf[tgt])
+        for i, n in enumerate(n_src):
+            labels[i, :n] = -100
     losses = []
     for _ in range(3):
         if task == "seq2seq":

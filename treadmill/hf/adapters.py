@@ -34,6 +34,7 @@ class _Adapter(nn.Module):
     is_encoder_decoder: bool = False
     _to_hf: Tensor  # (ours_vocab,) long: our id -> the model's id
     _dead: Tensor  # (ours_vocab,) bool: alias columns
+    _live: Tensor  # (ours_vocab,) long: the column an id is scored in
 
     def __init__(self, hf_model: nn.Module, id_map: IdMap) -> None:
         super().__init__()
@@ -42,6 +43,9 @@ class _Adapter(nn.Module):
         # Not persistent: checkpoints hold the HF weights only, the map is rebuilt from the config.
         self.register_buffer("_to_hf", id_map.to_hf.clone(), persistent=False)
         self.register_buffer("_dead", id_map.dead.clone(), persistent=False)
+        live = id_map.from_hf[id_map.to_hf]  # (ours_vocab,) each id's live column
+        live[PAD_ID] = PAD_ID  # padding stays padding (no loss there)
+        self.register_buffer("_live", live, persistent=False)
         # A new nn.Module is in training mode; from_pretrained returns the HF model in eval mode.
         # Take the HF model's mode, or the first model.train(was_training) would switch dropout on.
         self.train(hf_model.training)
@@ -55,6 +59,11 @@ class _Adapter(nn.Module):
     def config(self) -> Any:
         """The HF model's config."""
         return self.hf_model.config
+
+    def canonical_targets(self, target: Tensor) -> Tensor:
+        """Target ids (any shape) as the live column of their model id (PAD kept): an alias such as
+        GPT-2's BOS (= its EOS, 50256) is scored in EOS's column, the one the softmax gives mass."""
+        return self._live[target]
 
     def _hf(self, ids: Tensor) -> Tensor:
         return self._to_hf[ids]
@@ -140,7 +149,7 @@ class HFCausalLM(_Adapter):
 
     def forward(self, tokens: Tensor, tgt_padding_mask: Tensor | None = None) -> Tensor:
         """Logits (batch, T, vocab); `tgt_padding_mask` True at (left or right) pads."""
-        kwargs = _mask_and_positions(tgt_padding_mask, 0)
+        kwargs = _mask_and_positions(_or_no_padding(tgt_padding_mask, tokens), 0)
         out = self.hf_model(input_ids=self._hf(tokens), use_cache=False, **kwargs)
         return self._ours(out.logits)
 
@@ -161,7 +170,7 @@ class HFCausalLM(_Adapter):
             input_ids=self._hf(tgt_prefix[:, done:]),
             cache=DynamicCache(ddp_cache_data=cache["self"]) if cache else DynamicCache(),
             use_cache=True,
-            **_mask_and_positions(tgt_padding_mask, done),
+            **_mask_and_positions(_or_no_padding(tgt_padding_mask, tgt_prefix), done),
         )
         logits = self._ours(out.logits)
         new_cache = {"self": _layers(out.cache)}
@@ -183,14 +192,17 @@ class HFClassifier(_Adapter):
         return int(self.hf_model.config.num_labels)
 
 
-def _mask_and_positions(padding_mask: Tensor | None, done: int) -> dict[str, Tensor]:
+def _or_no_padding(padding_mask: Tensor | None, tokens: Tensor) -> Tensor:
+    """The mask, or one without padding: transformers warns at every call given no attention_mask."""
+    return tokens.new_zeros(tokens.shape, dtype=torch.bool) if padding_mask is None else padding_mask
+
+
+def _mask_and_positions(padding_mask: Tensor, done: int) -> dict[str, Tensor]:
     """attention_mask (batch, T) over the whole prefix and position ids of the new positions.
 
     A token's position is the number of real tokens before it (HF's generate() does the same), so a
     left-padded prompt decodes as it does alone.
     """
-    if padding_mask is None:
-        return {}
     attention_mask = (~padding_mask).long()  # (batch, T)
     positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (batch, T)
     return {"attention_mask": attention_mask, "position_ids": positions[:, done:]}
