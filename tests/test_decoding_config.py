@@ -79,3 +79,14 @@ def test_max_lengths_absolute_and_relative() -> None:
     # int(1.5 * n + 2), capped by max_len
     assert cfg.max_lengths(src_lengths).tolist() == [3, 8, 17, 30]
     assert GenerationConfig(max_len_b=5).max_lengths(src_lengths).tolist() == [5, 5, 5, 5]
+
+
+def test_length_normalization_is_checked_and_beam_only():
+    from treadmill.decoding.beam import length_penalty
+
+    with pytest.raises(ValueError, match="length_normalization='words' is not one of"):
+        GenerationConfig(strategy="beam", length_normalization="words")
+    with pytest.raises(ValueError, match="only applies to strategy='beam'"):
+        GenerationConfig(length_normalization="length")
+    assert length_penalty(9, 1.0, "length") == 9.0  # transformers: score / |Y| ** alpha
+    assert length_penalty(7, 1.0) == 2.0  # GNMT: ((5 + 7) / 6) ** 1

@@ -124,3 +124,27 @@ def test_invalid_arguments_name_the_field():
         criterion(torch.randn(2, 5, VOCAB), torch.zeros(2, 6, dtype=torch.long))
     with pytest.raises(TypeError, match="long"):
         criterion(torch.randn(2, 5, VOCAB), torch.zeros(2, 5))
+
+
+def test_label_smoothing_leaves_out_ids_the_model_marks_impossible():
+    """Columns at the dtype's minimum (a Hugging Face model's aliased special ids) get no smoothing
+    mass: the loss equals F.cross_entropy over the possible columns only, and without such
+    columns the loss is F.cross_entropy's own."""
+    import torch.nn.functional as F
+
+    from treadmill.seq2seq.losses import LabelSmoothedCrossEntropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 10, generator=g)
+    target = torch.randint(4, 10, (2, 5), generator=g)
+    target[0, 3:] = 0  # PAD
+    loss = LabelSmoothedCrossEntropy(0.1)
+    torch.testing.assert_close(loss._smoothed_over_possible(logits, target), loss.token_losses(logits, target))
+    dead = logits.clone()
+    dead[..., 2] = torch.finfo(torch.float32).min
+    keep = [i for i in range(10) if i != 2]
+    remapped = torch.tensor([[keep.index(int(t)) if int(t) != 0 else -1 for t in row] for row in target])
+    expected = F.cross_entropy(logits[..., keep].reshape(-1, 9), remapped.reshape(-1), ignore_index=-1,
+                               label_smoothing=0.1, reduction="none").view(2, 5)
+    torch.testing.assert_close(loss.token_losses(dead, target), expected)
+    assert float(loss(dead, target)) < 10  # not the 1e37 a smoothing over the dead column gives

@@ -24,7 +24,14 @@ def build_task(config: RunConfig) -> Any:
     from treadmill.data.tasks import get_task
 
     try:
-        return get_task(config.task.name, **config.task.options)
+        task = get_task(config.task.name, **config.task.options)
+        if config.model.name == "hf":  # the checkpoint's own tokenizer encodes the text
+            from treadmill.hf import load_tokenizer
+            from treadmill.hf.tasks import use_tokenizer
+
+            hf = config.model.build_config()
+            task = use_tokenizer(task, load_tokenizer(hf.path, hf.resolved_task))
+        return task
     except ConfigError as err:
         raise RunConfigError(f"task: {err}") from err
     except (TypeError, ValueError) as err:  # an option value the task's builder refuses
@@ -54,7 +61,15 @@ def build_model(config: RunConfig) -> nn.Module:
     """The model of the config (its sizes resolved, see `resolve_model_sizes`)."""
     from treadmill.models.registry import MODELS
 
-    return MODELS[config.model.name][1](config.model.build_config(config.model.fields))
+    model = MODELS[config.model.name][1](config.model.build_config(config.model.fields))
+    if config.model.lora is not None:  # adapters injected, the rest frozen; checkpoints hold the adapters
+        from treadmill.peft import LoraSettings, apply_lora
+
+        try:
+            apply_lora(model, LoraSettings.from_dict(config.model.lora))
+        except ConfigError as err:
+            raise RunConfigError(str(err)) from err
+    return model
 
 
 def build_loaders(config: RunConfig, task: Any, splits: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, Any]:

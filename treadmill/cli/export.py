@@ -1,13 +1,16 @@
-"""`treadmill export RUN_DIR --format int8|fp16|onnx`: write the run's model for inference beside it.
+"""`treadmill export RUN_DIR --format int8|fp16|onnx | --merge-lora`: write the run's model for inference beside it.
 
 The files go to RUN_DIR/export/FORMAT with export.json (format, files, size in bytes, the float32
 size); `eval`, `generate` and `serve` load them with `--export FORMAT` (`generate --backend
 onnxruntime` is `--export onnx`). See docs/serving.md for what each format supports.
+`--merge-lora` writes a LoRA run's adapters merged into its weights, as a transformers directory
+for loaded models (treadmill.cli.merge_lora; docs/pretrained.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,12 @@ def add_parser(commands: Any) -> None:
     """The `export` subcommand's arguments."""
     from treadmill.export import FORMATS
 
-    parser = commands.add_parser("export", help="write a trained run's model as int8, fp16 or ONNX")
+    parser = commands.add_parser("export", help="write a trained run's model as int8, fp16 or ONNX, or LoRA merged")
     parser.add_argument("run_dir")
-    parser.add_argument("--format", dest="fmt", required=True, choices=FORMATS,
+    parser.add_argument("--format", dest="fmt", choices=FORMATS,
                         help="int8: dynamic quantization (CPU); fp16: half weights; onnx: graphs for onnxruntime")
+    parser.add_argument("--merge-lora", action="store_true", help="merge the run's LoRA adapters into the weights")
+    parser.add_argument("--out", help="(--merge-lora) output directory (default RUN_DIR/export/merged)")
     add_refit_argument(parser)
 
 
@@ -33,6 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from treadmill.export import export_dir, export_model
 
     run_dir = Path(args.run_dir)
+    if args.merge_lora == (args.fmt is not None):
+        raise RunConfigError("treadmill export: give either --format int8|fp16|onnx or --merge-lora (a LoRA run's "
+                             "adapters merged into its weights).")
+    if args.merge_lora:
+        from treadmill.cli.merge_lora import default_out, export_merged
+
+        out = export_merged(run_dir, Path(args.out) if args.out else default_out(run_dir))
+        print(json.dumps({"merged": str(out)}))
+        return 0
     loaded = load_run(run_dir, refit_tokenizers=args.refit_tokenizers)
     if args.fmt == "onnx" and loaded.kind != "seq2seq":
         raise RunConfigError(f"ONNX export covers encoder-decoder (seq2seq) runs; '{run_dir}' is a {loaded.kind} run.")

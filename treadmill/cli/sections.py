@@ -74,9 +74,22 @@ class ModelSection:
 
     name: str = "transformer"
     fields: dict[str, Any] = field(default_factory=dict)
+    # LoRA adapters over any family (treadmill.peft): {r, alpha, dropout, target_modules}, or None
+    lora: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from treadmill.models.registry import MODELS, canonical_config
+
+        if "lora" in self.fields:
+            self.fields = dict(self.fields)
+            self.lora = self.fields.pop("lora")
+        if self.lora is not None:
+            from treadmill.peft import LoraSettings
+
+            try:
+                self.lora = LoraSettings.from_dict(self.lora).as_dict()
+            except ConfigError as err:
+                raise RunConfigError(str(err)) from err
 
         if self.name not in MODELS:
             raise RunConfigError(
@@ -102,7 +115,8 @@ class ModelSection:
         """Every field of the model config, defaults included; the task's sizes once known."""
         values = dataclasses.asdict(self.build_config())
         required = self.required_sizes()
-        return {k: v for k, v in values.items() if k in self.fields or k not in required}
+        resolved = {k: v for k, v in values.items() if k in self.fields or k not in required}
+        return {**resolved, "lora": self.lora} if self.lora is not None else resolved
 
     def required_sizes(self) -> list[str]:
         """The config fields without defaults: the sizes a task supplies (vocabularies, horizons)."""

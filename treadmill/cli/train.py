@@ -91,8 +91,12 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
     seed_model_init(config)
     model = model_fn(config)
     n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if main:
         print(f"Task {task.name}: {task.split_sizes()}; model {config.model.name} with {n_params:,} parameters.", flush=True)
+        if n_trainable != n_params:  # LoRA (model.lora) or another freezing
+            print(f"Trainable parameters: {n_trainable:,} of {n_params:,} ({100 * n_trainable / n_params:.2f}%).",
+                  flush=True)
     loaders = build_loaders(config, task)
     checkpoints = checkpoint_dir(run_dir, config)
     trainer = make_trainer(config, task, model, loaders, checkpoint_dir=checkpoints,
@@ -113,6 +117,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
         "task": task.name,
         "model": config.model.name,
         "parameters": n_params,
+        "trainable_parameters": n_trainable,
         "epochs": history["total_epochs"],
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -314,6 +314,10 @@ def _write_json(path: str | Path, data: dict[str, Any]) -> None:
 def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     """Rebuild any tokenizer from its `to_dict()` form."""
     kind = data.get("kind")
+    if kind == "hf":  # a pretrained model's tokenizer (treadmill.hf, the optional `hf` extra)
+        from treadmill.hf.tokenizer import HFTokenizer
+
+        return HFTokenizer.from_dict(data)
     if kind not in _KINDS:
         raise ValueError(f"tokenizer kind {kind!r} is unknown; expected one of {sorted(_KINDS)}.")
     return _KINDS[kind].from_dict(data)  # type: ignore[no-any-return]

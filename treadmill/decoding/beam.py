@@ -13,7 +13,8 @@ Pseudo-code, for every active example at once (K = beam_size, rows = examples x 
         an example is done when its finished set can no longer change; done examples leave
             the batch
 
-`|Y|` counts the scored tokens (output + EOS) and lp(|Y|) = ((5 + |Y|) / 6) ** alpha (GNMT).
+`|Y|` counts the scored tokens (output + EOS) and lp(|Y|) = ((5 + |Y|) / 6) ** alpha (GNMT), or
+|Y| ** alpha with `length_normalization="length"` (transformers' convention).
 A beam reaching its max length is closed with EOS (scored by the model), so finishing is never
 a truncation. By default (`early_stopping=False`) an example stops once no live beam can beat
 the n-th best finished hypothesis (n = num_return_sequences), using the exact bound (with
@@ -38,10 +39,13 @@ from treadmill.decoding.output import SearchResult
 from treadmill.decoding.stepper import ModelStepper, constrained_step
 
 
-def length_penalty(lengths: Tensor | int, alpha: float) -> Tensor | float:
-    """GNMT length penalty ((5 + |Y|) / 6) ** alpha for |Y| scored tokens (output + EOS)."""
+def length_penalty(lengths: Tensor | int, alpha: float, form: str = "gnmt") -> Tensor | float:
+    """Length penalty for |Y| scored tokens (output + EOS): GNMT ((5 + |Y|) / 6) ** alpha, or
+    |Y| ** alpha with form="length" (transformers' convention)."""
     if isinstance(lengths, Tensor):
-        return ((5.0 + lengths.float()) / 6.0) ** alpha
+        lengths = lengths.float()
+    if form == "length":
+        return lengths**alpha
     return ((5.0 + lengths) / 6.0) ** alpha
 
 
@@ -218,7 +222,7 @@ def _finish(
     if alive_attention is not None:
         src_len = alive_attention.size(-1)
         attention = alive_attention.index_select(0, flat).view(examples, width, step, src_len)
-    penalised = top_scores / length_penalty(step + 1, cfg.length_penalty)
+    penalised = top_scores / length_penalty(step + 1, cfg.length_penalty, cfg.length_normalization)
     scores = torch.where(ends, penalised, NEG_INF)
     return finished.add(scores, tokens, step, attention, cfg.pad_id)
 
@@ -237,11 +241,11 @@ def _is_done(
         return no_beam_alive | torch.isfinite(finished.scores[:, -1])
     nth_best = finished.scores[:, n - 1]  # -inf while fewer than n finished
     best_alive = beam_scores.max(dim=1).values  # raw log-prob, only decreases from here
-    alpha = cfg.length_penalty
+    alpha, form = cfg.length_penalty, cfg.length_normalization
     if alpha > 0:  # longer is better for a fixed raw score: the cap is the best case
-        bound = best_alive / length_penalty(max_lengths + 1, alpha)
+        bound = best_alive / length_penalty(max_lengths + 1, alpha, form)
     elif alpha < 0:  # shorter is better: finishing at the next step is the best case
-        bound = best_alive / length_penalty(step + 2, alpha)
+        bound = best_alive / length_penalty(step + 2, alpha, form)
     else:
         bound = best_alive
     return no_beam_alive | (torch.isfinite(nth_best) & (bound <= nth_best))

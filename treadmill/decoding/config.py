@@ -12,12 +12,15 @@ from treadmill.constants import BOS_ID, EOS_ID, PAD_ID
 from treadmill.validation import check_keys
 
 STRATEGIES = ("greedy", "beam", "sample")
+# How beam search divides a finished hypothesis' log-probability by its length |Y| (output + EOS):
+# "gnmt" by ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, fairseq), "length" by |Y| ** alpha (HF).
+LENGTH_NORMALIZATIONS = ("gnmt", "length")
 
 # Fields that only one strategy reads. Setting one away from its default under another strategy
 # is almost always a mistake (e.g. temperature=0.7 with the default greedy strategy silently
 # decodes greedily), so it raises instead of being ignored.
 _STRATEGY_ONLY_FIELDS = {
-    "beam": ("beam_size", "length_penalty", "early_stopping"),
+    "beam": ("beam_size", "length_penalty", "length_normalization", "early_stopping"),
     "sample": ("temperature", "top_k", "top_p"),
 }
 
@@ -49,6 +52,7 @@ class GenerationConfig:
     # beam search
     beam_size: int = 5
     length_penalty: float = 1.0  # GNMT alpha: score / ((5 + |Y|) / 6) ** alpha, |Y| includes EOS
+    length_normalization: str = "gnmt"  # or "length": score / |Y| ** alpha, as transformers does
     early_stopping: bool = False  # False: exact stop for the n returned; True: at beam_size finished
     num_return_sequences: int = 1
     # sampling
@@ -94,6 +98,11 @@ class GenerationConfig:
             raise ValueError(
                 f"GenerationConfig.length_penalty={self.length_penalty!r} must be a float "
                 "(GNMT alpha, typically 0.0-2.0)"
+            )
+        if self.length_normalization not in LENGTH_NORMALIZATIONS:
+            raise ValueError(
+                f"GenerationConfig.length_normalization={self.length_normalization!r} is not one of "
+                f"{LENGTH_NORMALIZATIONS} (gnmt: ((5 + |Y|) / 6) ** alpha; length: |Y| ** alpha)"
             )
         if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
             raise ValueError(

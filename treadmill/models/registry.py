@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from treadmill.hf.config import HFModelConfig, build_hf_model
 from treadmill.models._checks import closest_hint
 from treadmill.models.forecaster import Forecaster, ForecasterConfig
 from treadmill.models.gpt import GPT, GPTConfig
@@ -37,6 +38,8 @@ MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "gpt": (GPTConfig, GPT),
     "forecaster": (ForecasterConfig, Forecaster),
     "setencoder-seq2seq": (SetEncoderSeq2SeqConfig, SetEncoderSeq2Seq),
+    # a transformers checkpoint directory (treadmill.hf; transformers imported only when built)
+    "hf": (HFModelConfig, build_hf_model),
 }
 
 # name -> {old key: canonical key}: the one table of renamed config fields.
@@ -46,6 +49,7 @@ CONFIG_ALIASES: dict[str, dict[str, str]] = {
     "gpt": {},
     "forecaster": {"num_layers": "n_layers"},
     "setencoder-seq2seq": {},
+    "hf": {},
 }
 
 

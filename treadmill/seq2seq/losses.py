@@ -38,6 +38,10 @@ class LossOutput(NamedTuple):
     n_sentences: Tensor  # number of rows with at least one non-pad token (0-dim long)
 
 
+# Logits at or below this mark ids the model can never produce (see _smoothed_over_possible).
+IMPOSSIBLE_LOGIT = -1e30
+
+
 class LabelSmoothedCrossEntropy(nn.Module):
     """Cross-entropy with label smoothing over (batch, tgt_len, vocab) logits, ignoring PAD targets."""
 
@@ -82,6 +86,8 @@ class LabelSmoothedCrossEntropy(nn.Module):
         """Per-token label-smoothed losses (batch, tgt_len), exactly 0 at PAD targets."""
         self._check(logits, target)
         batch, tgt_len, vocab = logits.shape
+        if self.label_smoothing > 0.0 and bool((logits <= IMPOSSIBLE_LOGIT).any()):
+            return self._smoothed_over_possible(logits, target)
         losses = F.cross_entropy(
             logits.reshape(batch * tgt_len, vocab),  # (batch * tgt_len, vocab)
             target.reshape(batch * tgt_len),
@@ -90,6 +96,23 @@ class LabelSmoothedCrossEntropy(nn.Module):
             reduction="none",
         )
         return losses.view(batch, tgt_len)
+
+    def _smoothed_over_possible(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Per-token losses whose smoothing mass goes to the possible ids only (batch, tgt_len).
+
+        A model may mark ids it can never produce with a logit at the dtype's minimum (a Hugging
+        Face model's aliased special ids, treadmill/hf/ids.py). F.cross_entropy would give them
+        eps / vocab of the target mass and a loss near 1e37; here they get none, which is the
+        smoothing of the model's own vocabulary.
+        """
+        log_probs = logits.float().log_softmax(dim=-1)  # (batch, tgt_len, vocab)
+        possible = logits > IMPOSSIBLE_LOGIT
+        safe_target = target.clamp(min=0).unsqueeze(-1)
+        nll = -log_probs.gather(-1, safe_target).squeeze(-1)  # (batch, tgt_len)
+        smooth = -(log_probs.masked_fill(~possible, 0.0)).sum(-1) / possible.sum(-1).clamp(min=1)
+        eps = self.label_smoothing
+        losses = (1.0 - eps) * nll + eps * smooth
+        return losses.masked_fill(target == self.ignore_index, 0.0)
 
     def loss_and_count(self, logits: Tensor, target: Tensor) -> LossOutput:
         """Return summed smoothed loss, summed NLL and the token/sentence counts of a batch."""

@@ -171,9 +171,14 @@ class Seq2SeqTrainer(Trainer):
     def _targets(self, batch: Any) -> Tensor:
         """The ids each logit position must predict (PAD where no loss is taken)."""
         if self.is_encoder_decoder:
-            return batch["tgt"][:, 1:]
-        _, labels = self._decoder_only_tokens(batch)
-        return labels[:, 1:]
+            target = batch["tgt"][:, 1:]
+        else:
+            _, labels = self._decoder_only_tokens(batch)
+            target = labels[:, 1:]
+        # A model whose special ids share a column (treadmill.hf: GPT-2's BOS is its EOS) names the
+        # column each id is scored in; the decoder-only separator BOS is then predicted as EOS.
+        canonical = getattr(unwrap_model(self.model), "canonical_targets", None)
+        return canonical(target) if canonical is not None else target
 
     # ------------------------------------------------------------------ hooks
 
