@@ -498,6 +498,7 @@ class Trainer(PytorchTreadmillMethods):
     def _epoch_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]:
         """The training batches of an epoch, starting after `skip_batches` (exact resume)."""
         loader = self.train_dataloader
+        assert loader is not None, "fit() checks that a training loader was given"
         if self.config.overfit_batches:
             if self._overfit_cache is None:  # the same N batches every epoch
                 self._overfit_cache = first_batches(loader, self.config.overfit_batches, self.data_seed)

@@ -64,9 +64,13 @@ class Seq2SeqEnsemble(nn.Module):
             [member(src, tgt_in, src_padding_mask, tgt_padding_mask) for member in self.members]
         )
 
+    def _protocol_members(self) -> list[Any]:
+        """The members, typed as protocol models (nn.ModuleList yields plain Modules)."""
+        return list(self.members)
+
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> tuple[Any, ...]:
         """One memory per member, batch first like each member's own."""
-        return tuple(member.encode(src, src_padding_mask) for member in self.members)
+        return tuple(member.encode(src, src_padding_mask) for member in self._protocol_members())
 
     def decode(
         self,
@@ -87,7 +91,7 @@ class Seq2SeqEnsemble(nn.Module):
                 return_attention=return_attention,
             )
             for member, member_memory, member_cache in zip(
-                self.members, memory, caches, strict=True
+                self._protocol_members(), memory, caches, strict=True
             )
         ]
         log_probs = self._mean_log_probs([output[0] for output in outputs])

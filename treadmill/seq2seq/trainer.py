@@ -127,8 +127,8 @@ class Seq2SeqTrainer(Trainer):
         self.seq2seq = seq2seq or Seq2SeqConfig()
         if loss_fn is None:
             loss_fn = LabelSmoothedCrossEntropy(
-                self.seq2seq.label_smoothing, PAD_ID, self.seq2seq.loss_reduction
-            )  # type: ignore[arg-type]
+                self.seq2seq.label_smoothing, PAD_ID, self.seq2seq.loss_reduction  # type: ignore[arg-type]
+            )
         super().__init__(
             model, config, train_dataloader, val_dataloader, loss_fn, metric_fns, callbacks
         )

@@ -15,9 +15,10 @@ def plain_value(value: Any) -> Any:
     """Plain data for a config value: torch's optimizers and schedulers by their short name, other
     classes and functions by their dotted path."""
     if isinstance(value, type):
+        name = value.__name__
         for namespace in (torch.optim, torch.optim.lr_scheduler):
-            if getattr(namespace, value.__name__, None) is value:
-                return value.__name__
+            if getattr(namespace, name, None) is value:
+                return name
         return f"{value.__module__}.{value.__qualname__}"
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
