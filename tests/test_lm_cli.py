@@ -128,3 +128,11 @@ def test_bad_input_is_a_named_error_and_exit_2(tmp_path, capsys, setup, message)
     error = capsys.readouterr().err
     assert code == 2, error
     assert message in error and error.startswith("treadmill ")
+
+
+def test_eval_scores_a_split_as_train_did(lm_run, capsys):
+    root, _ = lm_run
+    assert main(["eval", str(root / "run"), "--split", "test"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads((root / "run" / "summary.json").read_text())
+    assert metrics == pytest.approx(summary["test"])
