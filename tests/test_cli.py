@@ -277,8 +277,9 @@ def test_tasks_lists_every_builtin_task():
     assert {"reverse", "g2p-cmudict", "num2words-en-fr", "forecast-sunspots", "forecast-co2"} <= set(lines)
     # each with its split sizes, e.g. the G2P split of docs/results.md
     assert "train 120,720, valid 6,187, test 6,172" in lines["g2p-cmudict"]
-    assert all("train " in line and "test " in line for name, line in lines.items() if name != "files")
-    assert "(the sizes of your files)" in lines["files"]
+    own_files = ("files", "lm-files")
+    assert all("train " in line and "test " in line for name, line in lines.items() if name not in own_files)
+    assert all("(the sizes of your files)" in lines[name] for name in own_files)
 
 
 def test_generate_writes_the_attention_heatmap_and_plot_overlays_runs(tiny_run, tmp_path):
