@@ -156,7 +156,7 @@ def test_pca_keeps_the_distances_of_points_on_a_plane():
     assert [t.get_text() for t in embeddings_figure(points.numpy(), labels, "x").axes[0].texts] == labels
 
 
-@pytest.mark.parametrize("method", ["pca", "tsne"])
+@pytest.mark.parametrize("method", ["pca", pytest.param("tsne", marks=pytest.mark.slow)])  # t-SNE: ~15 s
 def test_plot_embeddings_writes_a_png_of_the_runs_tokens(lm_run, capsys, method):
     if method == "tsne":
         pytest.importorskip("sklearn")
