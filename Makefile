@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the CPU build of 2.13.0 is on this machine's disk.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[full,dev,demo,export,browser-test,hf]"
+	$(PY) -m pip install -q -e ".[full,dev,demo,export,browser-test,hf,embeddings]"
 	touch $(STAMP)
 
 # The demo's model is small enough that a second thread buys nothing on a 2-core CPU (measured:

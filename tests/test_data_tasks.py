@@ -42,6 +42,8 @@ def test_list_tasks_names_descriptions_and_sizes():
         "forecast-sunspots", "forecast-co2", "files", "lm-shakespeare", "lm-files", "fewshot-rules",
     }  # fmt: skip
     assert infos["files"].sizes == {}  # nothing to count until task.options.train names a file
+    assert infos["lm-files"].sizes == {}
+    assert sum(infos["lm-shakespeare"].sizes.values()) == 4_987_692  # characters of the cleaned plays
     assert infos["reverse"].sizes == {"train": 50_000, "valid": 1000, "test": 1000}
     g2p = infos["g2p-cmudict"].sizes
     assert g2p["train"] > 120_000 and 5000 < g2p["valid"] < 7500 and 5000 < g2p["test"] < 7500

@@ -128,3 +128,39 @@ def test_bad_input_is_a_named_error_and_exit_2(tmp_path, capsys, setup, message)
     error = capsys.readouterr().err
     assert code == 2, error
     assert message in error and error.startswith("treadmill ")
+
+
+def test_eval_scores_a_split_as_train_did(lm_run, capsys):
+    root, _ = lm_run
+    assert main(["eval", str(root / "run"), "--split", "test"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads((root / "run" / "summary.json").read_text())
+    assert metrics == pytest.approx(summary["test"])
+
+
+def test_pca_keeps_the_distances_of_points_on_a_plane():
+    import torch
+
+    from treadmill.plots.embeddings import embeddings_figure, project_2d
+
+    torch.manual_seed(0)
+    plane = torch.linalg.qr(torch.randn(16, 2))[0].T  # two orthonormal directions in 16-D
+    coords = torch.randn(30, 2)
+    weights = coords @ plane + torch.randn(16)  # (30, 16), all on one affine plane
+    points = torch.from_numpy(project_2d(weights, "pca"))
+    def distances(x):
+        return (x[:, None] - x[None]).norm(dim=-1)  # (30, 30), exact (cdist's matmul path is not)
+
+    assert torch.allclose(distances(points), distances(coords), atol=1e-4)
+    labels = [f"t{i}" for i in range(30)]
+    assert [t.get_text() for t in embeddings_figure(points.numpy(), labels, "x").axes[0].texts] == labels
+
+
+@pytest.mark.parametrize("method", ["pca", pytest.param("tsne", marks=pytest.mark.slow)])  # t-SNE: ~15 s
+def test_plot_embeddings_writes_a_png_of_the_runs_tokens(lm_run, capsys, method):
+    if method == "tsne":
+        pytest.importorskip("sklearn")
+    root, _ = lm_run
+    out = root / f"emb_{method}.png"
+    assert main(["plot", str(root / "run"), "--embeddings", method, "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"Wrote {out}" in capsys.readouterr().out

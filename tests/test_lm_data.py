@@ -10,7 +10,12 @@ import torch
 from treadmill.cli import main
 from treadmill.data.tasks import get_task
 from treadmill.data.tasks.export import export_task
-from treadmill.data.tasks.shakespeare import clean_play, play_files, shakespeare_corpus, split_by_chars
+from treadmill.data.tasks.shakespeare import (
+    clean_play,
+    play_files,
+    shakespeare_corpus,
+    split_by_chars,
+)
 from treadmill.lm import RandomWindows, TokenFileDataset, token_file_loader, write_token_files
 from treadmill.lm.dataset import ContiguousWindows
 from treadmill.validation import DataError

@@ -12,7 +12,10 @@ The whole loop, as `fit()` runs it::
                 gradients /= group weight                 # exact: 4 x 8 samples == 1 x 32
                 unscale (fp16); clip to max_grad_norm; optimizer.step()
                 self._step_scheduler("step")              # schedules with interval "step"
+                every validation_every_n_steps inside the epoch: validate   # history["step_validations"]
         if validation is due: val_metrics = self.evaluate(val_dataloader, prefix="val_")
+                                                          # every validation_frequency epochs, or (with
+                                                          # validation_every_n_steps) at a multiple / the end
         self._step_scheduler("epoch", metrics)            # interval "epoch"; ReduceLROnPlateau on val_
         on_epoch_end callbacks (early stopping, checkpoints, loggers)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from treadmill.cli.config import RunConfig, RunConfigError
@@ -67,7 +68,7 @@ def lm_loaders(config: RunConfig, task: Any, splits: tuple[str, ...], full: bool
     return loaders
 
 
-def lm_trainer(config: RunConfig, task: Any, model: Any, loaders: dict[str, Any], training: TrainingConfig,
+def lm_trainer(config: RunConfig, task: Any, model: Any, loaders: Mapping[str, Any], training: TrainingConfig,
                callbacks: Any) -> Any:
     """The `language_model` objective's trainer for this run phase."""
     from treadmill.lm.trainer import LanguageModelTrainer

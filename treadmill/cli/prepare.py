@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if "block_size" not in task_options(config.task.name):
         raise RunConfigError(f"task {config.task.name!r} is not a language-modelling task: `treadmill prepare` tokenizes "
                              "the text of lm-shakespeare or lm-files.")
-    task = get_task(config.task.name, **{**config.task.options, "force": args.force})
+    task: Any = get_task(config.task.name, **{**config.task.options, "force": args.force})
     meta = task.metadata
     print(f"Token files in {meta['token_dir']} ({meta['dtype']}, {meta['tokenizer']} tokenizer, "
           f"vocabulary {task.tgt_tokenizer.vocab_size:,}):")

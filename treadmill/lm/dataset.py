@@ -85,7 +85,10 @@ def _split_meta(path: Path) -> dict[str, Any]:
     meta_path = path.parent / META_FILE
     if not meta_path.is_file():
         return {}
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"token metadata {meta_path} is not valid JSON ({err}); write the token files again.") from err
     split = path.stem
     return {"dtype": meta.get("dtype"), "chars": meta.get("chars", {}).get(split), "tokens": meta.get("tokens", {}).get(split)}
 

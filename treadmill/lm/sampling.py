@@ -30,7 +30,8 @@ class ContextWindow(nn.Module):
     def __init__(self, model: nn.Module, block_size: int | None = None) -> None:
         super().__init__()
         self.model = model
-        self.block_size = int(block_size or model.config.max_len)  # type: ignore[union-attr]
+        context: Any = block_size or getattr(model, "config").max_len  # noqa: B009 - the GPT's config
+        self.block_size = int(context)
 
     def decode(self, tgt_prefix: Tensor, memory: Any = None, src_padding_mask: Tensor | None = None,
                cache: Any = None, tgt_padding_mask: Tensor | None = None) -> tuple[Tensor, Any]:
