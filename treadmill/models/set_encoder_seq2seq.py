@@ -31,7 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from treadmill.constants import PAD_ID
-from treadmill.models._checks import check_choice, check_config, check_dropout, check_positive, config_error
+from treadmill.models._checks import (
+    check_choice,
+    check_config,
+    check_dropout,
+    check_positive,
+    config_error,
+)
 from treadmill.models.transformer_seq2seq import source_padding_mask
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.norms import NORM_KINDS, build_norm
