@@ -44,7 +44,7 @@ def test_split_demos_cuts_pairs_and_query():
     assert query.tolist() == [[8, 10, 12, EOS_ID], [7, EOS_ID, PAD_ID, PAD_ID]]
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attention", "cls"])
+@pytest.mark.parametrize("pooling", ["mean", "attention", "cls", "tokens"])
 @pytest.mark.parametrize("positional", ["rope", "learned"])
 def test_memory_is_invariant_to_demo_order(pooling, positional):
     model = _model(pooling=pooling, positional=positional, set_layers=2)
@@ -63,7 +63,7 @@ def test_memory_is_invariant_to_demo_order(pooling, positional):
         assert not torch.allclose(model.encode(other)["outputs"][0, :8], memory[0, :8], atol=1e-4)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attention", "cls"])
+@pytest.mark.parametrize("pooling", ["mean", "attention", "cls", "tokens"])
 def test_an_example_decodes_the_same_alone_and_in_a_padded_batch(pooling):
     model = _model(pooling=pooling, norm_first=True, norm="rmsnorm", embedding_norm=True, layer_scale_init=1e-4)
     short = _src(DEMOS[:1], (7, 8))

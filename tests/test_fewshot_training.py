@@ -142,7 +142,7 @@ def test_fields_weights_and_freeze_patterns_are_checked_at_config_load():
 def test_a_sweep_of_named_rows_tabulates_groups_times_and_alarms(tmp_path):
     import csv
 
-    from treadmill.cli.sweep import read_rows, run_sweep
+    from treadmill.cli.sweep import run_sweep
 
     config = tmp_path / "fewshot.yaml"
     config.write_text(

@@ -152,7 +152,7 @@ def run_sweep(config_path: Path, grid: list[str], sweep_dir: Path, rows_path: Pa
     # Under torchrun a failed run cannot be recorded and skipped: the other ranks would wait for it
     # forever inside the next run's collectives. It stops the sweep, and torchrun stops every rank.
     distributed = launched_world_size() > 1
-    named = read_rows(rows_path) if rows_path is not None else [(None, {})]
+    named: list[tuple[str | None, dict[str, Any]]] = [*read_rows(rows_path)] if rows_path is not None else [(None, {})]
     runs = [(name, row, overrides) for name, row in named for overrides in (parse_grid(grid) if grid else [[]])]
     # all checked before the first run
     configs = [_row_config(config_path, row, overrides) if name is not None else load_run_config(config_path, overrides)

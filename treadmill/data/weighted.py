@@ -12,7 +12,7 @@ the batch it stopped at.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,9 +54,9 @@ class WeightedEpochSampler(Sampler[int]):
         return self.num_samples
 
 
-def realised_distribution(values: Sequence[Any], indices: Sequence[int]) -> dict[str, float]:
+def realised_distribution(values: Sequence[Any], indices: Iterable[int]) -> dict[str, float]:
     """The share of each field value among the drawn `indices`, by value."""
-    counts = Counter(str(values[i]) for i in indices)
+    counts = Counter(str(values[int(i)]) for i in indices)
     total = max(1, sum(counts.values()))
     return {value: counts[value] / total for value in sorted(counts, key=_natural)}
 

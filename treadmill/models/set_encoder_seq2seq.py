@@ -31,7 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from treadmill.constants import PAD_ID
-from treadmill.models._checks import check_choice, check_config, check_dropout, check_positive, config_error
+from treadmill.models._checks import (
+    check_choice,
+    check_config,
+    check_dropout,
+    check_positive,
+    config_error,
+)
 from treadmill.models.transformer_seq2seq import source_padding_mask
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.norms import NORM_KINDS, build_norm
@@ -41,7 +47,9 @@ from treadmill.nn.transformer import Decoder, Encoder, LayerCache, decoder_block
 
 __all__ = ["SetEncoderSeq2Seq", "SetEncoderSeq2SeqConfig", "POOLINGS", "INITS", "split_demos"]
 
-POOLINGS = ("mean", "attention", "cls")
+# "tokens": no pooling; the latents attend to every token of every demo (seed 004's "keep more
+# tokens per demo"), still without demo positions, so still order-invariant.
+POOLINGS = ("mean", "attention", "cls", "tokens")
 INITS = ("xavier", "normal", "truncated_normal")
 SET_POSITIONALS = ("rope", "learned")
 
@@ -223,11 +231,21 @@ class SetEncoderSeq2Seq(nn.Module):
 
     def encode_set(self, demos: Tensor, present: Tensor) -> Tensor:
         """demos (B, K, L), present (B, K) -> latents (B, N, D); only present demos are encoded."""
-        batch, k, _ = demos.shape
-        pooled = demos.new_zeros((batch, k, self.config.d_model), dtype=self.src_embedding.weight.dtype)
+        batch, k, length = demos.shape
+        d = self.config.d_model
+        dtype = self.src_embedding.weight.dtype
+        index = present.nonzero(as_tuple=True)
+        if self.config.pooling == "tokens":  # every token of every demo is an element of the set
+            tokens = demos.new_zeros((batch, k, length, d), dtype=dtype)
+            if present.any():
+                states, _ = self._encode_tokens(demos[present], prepend_cls=False)  # (n, L, D)
+                tokens = tokens.index_put(index, states.to(dtype))
+            absent = demos.eq(PAD_ID) | ~present[..., None]  # (B, K, L)
+            return self.set_encoder(tokens.reshape(batch, k * length, d), padding_mask=absent.reshape(batch, -1))
+        pooled = demos.new_zeros((batch, k, d), dtype=dtype)
         if present.any():
             states, mask = self._encode_tokens(demos[present], prepend_cls=True)  # (n, L, D)
-            pooled = pooled.index_put((present.nonzero(as_tuple=True)), self._pool(states, mask).to(pooled.dtype))
+            pooled = pooled.index_put(index, self._pool(states, mask).to(dtype))
         return self.set_encoder(pooled, padding_mask=~present)  # (B, N, D)
 
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> dict[str, Tensor]:

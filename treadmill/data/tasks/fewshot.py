@@ -27,6 +27,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from torch.utils.data import Dataset
+
 from treadmill.data.datasets import Seq2SeqDataset
 from treadmill.data.tasks.base import Task
 from treadmill.data.tokenizers import WordTokenizer
@@ -169,7 +171,7 @@ def build_fewshot_rules(
     def text(seq: Sequence[int]) -> str:
         return " ".join(symbols[i] for i in seq)
 
-    splits: dict[str, Seq2SeqDataset] = {}
+    splits: dict[str, Dataset] = {}
     fields: dict[str, dict[str, list[Any]]] = {}
     drawn_rules: dict[str, list[Rule]] = {}
     for offset, (split, count) in enumerate((("train", n_train), ("valid", n_valid), ("test", n_test))):
