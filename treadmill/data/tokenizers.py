@@ -1,4 +1,4 @@
-"""Character, word and BPE tokenizers behind one small interface, saved as JSON with a "kind".
+"""Character, word, BPE and byte-level BPE tokenizers behind one small interface, saved as JSON with a "kind".
 
 Every tokenizer:
     fit(texts) -> self          learn the vocabulary (BPE: train merges) from an iterable of strings
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from treadmill.constants import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
-from treadmill.data.byte_bpe import ByteLevelBPETokenizer
 from treadmill.data.text_files import read_json_file
 from treadmill.data.vocab import Vocab
 from treadmill.validation import DataError
@@ -234,30 +233,38 @@ class BPETokenizer:
 
     def fit(self, texts: Iterable[str]) -> BPETokenizer:
         """Train BPE merges on `texts`; the special tokens get ids 0..3."""
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
+        from tokenizers import trainers
 
-        tok = HFTokenizer(models.BPE(unk_token=SPECIAL_TOKENS[1]))
-        # Metaspace keeps word boundaries as "▁" inside tokens, so decoding restores the spaces.
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
+        tok, trainer_options = self._untrained()
         trainer = trainers.BpeTrainer(
             vocab_size=self.target_vocab_size,
             min_frequency=self.min_frequency,
             special_tokens=list(SPECIAL_TOKENS),
             show_progress=False,
+            **trainer_options,
         )
         tok.train_from_iterator(texts, trainer)
         for i, special in enumerate(SPECIAL_TOKENS):
             if tok.token_to_id(special) != i:  # a real check: `assert` vanishes under python -O
-                raise RuntimeError(f"BPETokenizer: the trainer gave {special!r} id {tok.token_to_id(special)}, not {i}.")
+                raise RuntimeError(f"{type(self).__name__}: the trainer gave {special!r} id {tok.token_to_id(special)}, not {i}.")
         self._tok = tok
         return self
+
+    def _untrained(self) -> tuple[Any, dict[str, Any]]:
+        """An empty HF tokenizer with this kind's pre-tokenizer and decoder, and its trainer options."""
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers
+
+        tok = HFTokenizer(models.BPE(unk_token=SPECIAL_TOKENS[1]))
+        # Metaspace keeps word boundaries as "▁" inside tokens, so decoding restores the spaces.
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        return tok, {}
 
     def _check_fitted(self) -> None:
         if self._tok is None:
             raise RuntimeError(
-                "BPETokenizer is not trained: call fit(texts) or BPETokenizer.train()."
+                f"{type(self).__name__} is not trained: call fit(texts) or {type(self).__name__}.train()."
             )
 
     def tokenize(self, text: str) -> list[str]:
@@ -297,6 +304,29 @@ class BPETokenizer:
     def save(self, path: str | Path) -> None:
         """Write the tokenizer as JSON (reload with `load_tokenizer`)."""
         _write_json(path, self.to_dict())
+
+
+class ByteLevelBPETokenizer(BPETokenizer):
+    """GPT-2-style byte-level BPE for running text: every string encodes (no UNK), newlines and
+    indentation included, and decode(encode(x)) == x; BPETokenizer's Metaspace suits single lines."""
+
+    kind = "byte_bpe"
+
+    def __init__(self, vocab_size: int = 1000, min_frequency: int = 2) -> None:
+        if vocab_size <= len(SPECIAL_TOKENS) + 256:
+            raise ValueError(f"ByteLevelBPETokenizer: vocab_size={vocab_size} leaves no room for merges after the "
+                             f"{len(SPECIAL_TOKENS)} specials and 256 bytes; use 512 or more.")
+        super().__init__(vocab_size, min_frequency)
+
+    def _untrained(self) -> tuple[Any, dict[str, Any]]:
+        """An empty byte-level HF tokenizer; all 256 bytes start in the alphabet."""
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers
+
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        return tok, {"initial_alphabet": pre_tokenizers.ByteLevel.alphabet()}
 
 
 _KINDS: dict[str, Any] = {
