@@ -224,3 +224,30 @@ def test_bad_grpo_inputs_are_named_errors(tmp_path):
     trainer = _trainer(steps=1, reward="grpo_rewards:wrong_shape")
     with pytest.raises(RewardError, match=r"wrong_shape.*step 0 \(epoch 1, batch 0\).*shape \(32, 1\)"):
         trainer.fit()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder_only", [False, True], ids=["encoder-decoder", "decoder-only"])
+def test_grpo_lowers_per_on_the_copy_task(decoder_only):
+    from copy_task import copy_batches
+
+    from treadmill import OptimizerConfig, TrainingConfig
+    from treadmill.models import GPT, GPTConfig, transformer_seq2seq
+    from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer
+    from treadmill.seq2seq.sequence_trainer import SequenceLevelTrainer
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(12, d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0, max_len=32)) if decoder_only \
+        else transformer_seq2seq(12, 12, d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64, dropout=0.0)
+    batches = copy_batches(6)
+    base = Seq2SeqTrainer(model, TrainingConfig(progress_bar=False, epochs=30 if decoder_only else 6, optimizer=OptimizerConfig("AdamW", lr=3e-3)),
+                          batches, seq2seq=Seq2SeqConfig(label_smoothing=0.0))
+    base.fit()
+    start = base.decode_metrics(batches)["per"]
+    tuned = SequenceLevelTrainer(
+        base.model, TrainingConfig(progress_bar=False, epochs=8, optimizer=OptimizerConfig("AdamW", lr=3e-4)), batches,
+        seq2seq=Seq2SeqConfig(generation={"max_len": 8}),
+        sequence_level=SequenceLevelConfig(method="grpo", group_size=4, reward="per", mle_weight=0.0, beta=0.04),
+    )
+    tuned.fit()
+    assert tuned.decode_metrics(batches)["per"] < start - 0.02
