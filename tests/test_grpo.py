@@ -7,7 +7,13 @@ import warnings
 import pytest
 import torch
 
-from treadmill.cli.build import build_loaders, build_model, build_task, make_trainer, resolve_model_sizes
+from treadmill.cli.build import (
+    build_loaders,
+    build_model,
+    build_task,
+    make_trainer,
+    resolve_model_sizes,
+)
 from treadmill.cli.config import run_config_from_dict
 from treadmill.config import ConfigError
 from treadmill.seq2seq.consistency import consistency_kl, free_running_inputs
@@ -48,7 +54,7 @@ def test_clipped_objective_equals_a_hand_computation():
     surrogate = [min(r[0][0] * 1, 1.2 * 1), min(r[0][1] * 1, 1.0), min(r[1][0] * -2, 0.8 * -2)]
     deltas = [-0.7 + 0.5, -1.2 + 1.0, -1.5 + 2.0]
     kl = [math.exp(d) - d - 1 for d in deltas]
-    per_token = [-(s - beta * k) for s, k in zip(surrogate, kl)]
+    per_token = [-(s - beta * k) for s, k in zip(surrogate, kl, strict=True)]
     loss, stats = grpo_loss(logp, old, ref, adv, mask, epsilon=eps, beta=beta, averaging="token")
     assert loss.item() == pytest.approx(sum(per_token) / 3, rel=1e-6)
     assert stats["clip_fraction"].item() == pytest.approx(2 / 3)
