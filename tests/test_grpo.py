@@ -225,8 +225,8 @@ def test_bad_grpo_inputs_are_named_errors(tmp_path):
         SequenceLevelConfig(method="grpo", loss_averaging="tokens")
     with pytest.raises(ConfigError, match="inner_steps"):
         SequenceLevelConfig(method="grpo", inner_steps=0)
-    with pytest.raises(RewardError, match="checker"):
-        _trainer("reverse", reward="checker")  # reversal has no checker
+    with pytest.raises(ConfigError, match="checker"):
+        _trainer("reverse", reward="checker")  # reversal has no checker: refused when the task is built
     trainer = _trainer(steps=1, reward="grpo_rewards:wrong_shape")
     with pytest.raises(RewardError, match=r"wrong_shape.*step 0 \(epoch 1, batch 0\).*shape \(32, 1\)"):
         trainer.fit()

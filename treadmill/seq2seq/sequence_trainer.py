@@ -32,6 +32,7 @@ from torch import Tensor
 
 from treadmill.checkpoint import unwrap_model
 from treadmill.config import ConfigError
+from treadmill.constants import EOS_ID
 from treadmill.seq2seq.consistency import consistency_kl, free_running_inputs
 from treadmill.seq2seq.grpo import AVERAGING, group_advantages, grpo_loss
 from treadmill.seq2seq.policy import candidate_logits, scored_mask, token_logprobs
@@ -284,7 +285,7 @@ class SequenceLevelTrainer(Seq2SeqTrainer):
             "reward_std": float(rewards.std(dim=1, correction=0).mean()),  # within groups
             "kl": float(stats["kl"]),
             "clip_fraction": float(stats["clip_fraction"]),
-            "output_length": float((mask.sum(dim=1) - 1).float().mean()),  # tokens before EOS
+            "output_length": float((mask & (group.candidates[:, 1:] != EOS_ID)).sum(dim=1).float().mean()),  # EOS not counted
             "zero_variance_groups": float((rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean()),
         }
         self._last_loss = None
