@@ -25,6 +25,7 @@ from treadmill.cli.train import train_run
 # Each variant: overrides of the GRPO config (the phase's method and options).
 VARIANTS = {
     "grpo-checker": ["sequence_level.reward=checker"],
+    "grpo-exact": ["sequence_level.reward=exact_match"],
     "grpo-per": ["sequence_level.reward=per"],
     "grpo-per-mle": ["sequence_level.reward=per", "sequence_level.mle_weight=0.1"],
     "consistency": ["sequence_level.method=consistency", "sequence_level.consistency_lambda=1.0"],
