@@ -257,3 +257,17 @@ def test_grpo_lowers_per_on_the_copy_task(decoder_only):
     )
     tuned.fit()
     assert tuned.decode_metrics(batches)["per"] < start - 0.02
+
+
+@pytest.mark.parametrize("model", [TRANSFORMER, GPT], ids=["encoder-decoder", "decoder-only"])
+def test_consistency_kl_is_zero_when_the_model_samples_the_reference(model):
+    from treadmill.seq2seq.trainer import strip_target
+
+    trainer = _trainer("addition" if model is TRANSFORMER else "addition-lm", model, steps=1, method="consistency")
+    batch = next(iter(trainer.train_dataloader))
+    trainer._sample = lambda b, k: [strip_target(row.tolist()) for row in b["tgt"]]  # the free-running prefix is the reference
+    trainer.model.train()
+    out = trainer._forward_pass(batch)
+    loss = trainer._compute_loss(batch, out)
+    assert trainer._step_stats["consistency_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert out.mask.any() and loss.loss.item() > 0  # the cross-entropy remains
