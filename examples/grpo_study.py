@@ -29,6 +29,7 @@ VARIANTS = {
     "grpo-per": ["sequence_level.reward=per"],
     "grpo-per-mle": ["sequence_level.reward=per", "sequence_level.mle_weight=0.1"],
     "consistency": ["sequence_level.method=consistency", "sequence_level.consistency_lambda=1.0"],
+    "consistency-0.1": ["sequence_level.method=consistency", "sequence_level.consistency_lambda=0.1"],
     "mrt": ["sequence_level.method=mrt", "sequence_level.n_candidates=4", "sequence_level.reward=per"],
 }
 
