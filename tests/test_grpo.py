@@ -7,7 +7,13 @@ import warnings
 import pytest
 import torch
 
-from treadmill.cli.build import build_loaders, build_model, build_task, make_trainer, resolve_model_sizes
+from treadmill.cli.build import (
+    build_loaders,
+    build_model,
+    build_task,
+    make_trainer,
+    resolve_model_sizes,
+)
 from treadmill.cli.config import run_config_from_dict
 from treadmill.config import ConfigError
 from treadmill.seq2seq.consistency import consistency_kl, free_running_inputs
@@ -48,7 +54,7 @@ def test_clipped_objective_equals_a_hand_computation():
     surrogate = [min(r[0][0] * 1, 1.2 * 1), min(r[0][1] * 1, 1.0), min(r[1][0] * -2, 0.8 * -2)]
     deltas = [-0.7 + 0.5, -1.2 + 1.0, -1.5 + 2.0]
     kl = [math.exp(d) - d - 1 for d in deltas]
-    per_token = [-(s - beta * k) for s, k in zip(surrogate, kl)]
+    per_token = [-(s - beta * k) for s, k in zip(surrogate, kl, strict=True)]
     loss, stats = grpo_loss(logp, old, ref, adv, mask, epsilon=eps, beta=beta, averaging="token")
     assert loss.item() == pytest.approx(sum(per_token) / 3, rel=1e-6)
     assert stats["clip_fraction"].item() == pytest.approx(2 / 3)
@@ -219,8 +225,49 @@ def test_bad_grpo_inputs_are_named_errors(tmp_path):
         SequenceLevelConfig(method="grpo", loss_averaging="tokens")
     with pytest.raises(ConfigError, match="inner_steps"):
         SequenceLevelConfig(method="grpo", inner_steps=0)
-    with pytest.raises(RewardError, match="checker"):
-        _trainer("reverse", reward="checker")  # reversal has no checker
+    with pytest.raises(ConfigError, match="checker"):
+        _trainer("reverse", reward="checker")  # reversal has no checker: refused when the task is built
     trainer = _trainer(steps=1, reward="grpo_rewards:wrong_shape")
     with pytest.raises(RewardError, match=r"wrong_shape.*step 0 \(epoch 1, batch 0\).*shape \(32, 1\)"):
         trainer.fit()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder_only", [False, True], ids=["encoder-decoder", "decoder-only"])
+def test_grpo_lowers_per_on_the_copy_task(decoder_only):
+    from copy_task import copy_batches
+
+    from treadmill import OptimizerConfig, TrainingConfig
+    from treadmill.models import GPT, GPTConfig, transformer_seq2seq
+    from treadmill.seq2seq import Seq2SeqConfig, Seq2SeqTrainer
+    from treadmill.seq2seq.sequence_trainer import SequenceLevelTrainer
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(12, d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0, max_len=32)) if decoder_only \
+        else transformer_seq2seq(12, 12, d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64, dropout=0.0)
+    batches = copy_batches(6)
+    base = Seq2SeqTrainer(model, TrainingConfig(progress_bar=False, epochs=30 if decoder_only else 6, optimizer=OptimizerConfig("AdamW", lr=3e-3)),
+                          batches, seq2seq=Seq2SeqConfig(label_smoothing=0.0))
+    base.fit()
+    start = base.decode_metrics(batches)["per"]
+    tuned = SequenceLevelTrainer(
+        base.model, TrainingConfig(progress_bar=False, epochs=8, optimizer=OptimizerConfig("AdamW", lr=3e-4)), batches,
+        seq2seq=Seq2SeqConfig(generation={"max_len": 8}),
+        sequence_level=SequenceLevelConfig(method="grpo", group_size=4, reward="per", mle_weight=0.0, beta=0.04),
+    )
+    tuned.fit()
+    assert tuned.decode_metrics(batches)["per"] < start - 0.02
+
+
+@pytest.mark.parametrize("model", [TRANSFORMER, GPT], ids=["encoder-decoder", "decoder-only"])
+def test_consistency_kl_is_zero_when_the_model_samples_the_reference(model):
+    from treadmill.seq2seq.trainer import strip_target
+
+    trainer = _trainer("addition" if model is TRANSFORMER else "addition-lm", model, steps=1, method="consistency")
+    batch = next(iter(trainer.train_dataloader))
+    trainer._sample = lambda b, k: [strip_target(row.tolist()) for row in b["tgt"]]  # the free-running prefix is the reference
+    trainer.model.train()
+    out = trainer._forward_pass(batch)
+    loss = trainer._compute_loss(batch, out)
+    assert trainer._step_stats["consistency_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert out.mask.any() and loss.loss.item() > 0  # the cross-entropy remains

@@ -160,3 +160,12 @@ def test_run_config_refuses_bad_rewards_and_group_sizes_at_load():
         run_config_from_dict(_config(method="grpo", group_size=1))
     config = run_config_from_dict(_config(method="grpo", group_size=2, reward="checker"))
     assert config.sequence_level.objective().group_size == 2
+
+
+def test_checker_on_a_task_without_one_is_refused_before_training():
+    from treadmill.cli.build import build_task
+
+    raw = _config(method="grpo", reward="checker")
+    raw["task"] = {"name": "reverse", "options": {"n_train": 20, "n_valid": 5, "n_test": 5}}
+    with pytest.raises(RunConfigError, match=r"reward=checker: task 'reverse' cannot check its answers"):
+        build_task(run_config_from_dict(raw))

@@ -31,11 +31,16 @@ def build_task(config: RunConfig) -> Any:
 
             hf = config.model.build_config()
             task = use_tokenizer(task, load_tokenizer(hf.path, hf.resolved_task))
-        return task
     except ConfigError as err:
         raise RunConfigError(f"task: {err}") from err
     except (TypeError, ValueError) as err:  # an option value the task's builder refuses
         raise RunConfigError(f"task.options of {config.task.name!r}: {err}") from err
+    phase = config.sequence_level
+    # Refused now, not after the teacher-forced phase has trained for hours.
+    if phase.enabled and phase.method != "mle" and phase.options.get("reward") == "checker" and task.checker is None:
+        raise RunConfigError(f"sequence_level.reward=checker: task {task.name!r} cannot check its answers (it has no "
+                             "checker; the addition tasks do). Choose exact_match, per, wer, bleu, chrf or module:function.")
+    return task
 
 
 def resolve_model_sizes(config: RunConfig, task: Any) -> None:

@@ -1,6 +1,10 @@
-"""Seq2seq training: Seq2SeqTrainer, label-smoothed loss, scheduled sampling, sequence-level losses."""
+"""Seq2seq training: Seq2SeqTrainer, label-smoothed loss, scheduled sampling, sequence-level losses (MRT,
+REINFORCE, GRPO, the consistency loss) and their rewards."""
 
+from treadmill.seq2seq.consistency import consistency_kl
+from treadmill.seq2seq.grpo import group_advantages, grpo_loss, k3_kl
 from treadmill.seq2seq.losses import LabelSmoothedCrossEntropy, LossOutput
+from treadmill.seq2seq.rewards import RewardBatch, RewardError, resolve_reward
 from treadmill.seq2seq.scheduled_sampling import ScheduledSamplingSchedule, mix_two_pass
 from treadmill.seq2seq.sequence_level import (
     REWARDS,
@@ -37,4 +41,11 @@ __all__ = [
     "get_reward",
     "compute_rewards",
     "pack_candidates",
+    "group_advantages",
+    "grpo_loss",
+    "k3_kl",
+    "consistency_kl",
+    "RewardBatch",
+    "RewardError",
+    "resolve_reward",
 ]

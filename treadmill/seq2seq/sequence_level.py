@@ -10,7 +10,9 @@ A step of sequence-level fine-tuning, as the trainer runs it (shapes for B sourc
               or reinforce_loss(logprobs.view(B, K), rewards.view(B, K), baseline=...)
 
 Gradients flow only through `logprobs`: rewards and baselines are detached inside the losses.
-Rewards are computed on token id lists with special tokens removed.
+Rewards here are computed on token id lists with special tokens removed; the trainer uses the
+batch rewards of `treadmill.seq2seq.rewards` (text and ids, checkers, user functions), and GRPO
+lives in `treadmill.seq2seq.grpo`.
 """
 
 from __future__ import annotations

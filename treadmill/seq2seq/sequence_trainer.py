@@ -32,10 +32,17 @@ from torch import Tensor
 
 from treadmill.checkpoint import unwrap_model
 from treadmill.config import ConfigError
+from treadmill.constants import EOS_ID
 from treadmill.seq2seq.consistency import consistency_kl, free_running_inputs
 from treadmill.seq2seq.grpo import AVERAGING, group_advantages, grpo_loss
 from treadmill.seq2seq.policy import candidate_logits, scored_mask, token_logprobs
-from treadmill.seq2seq.rewards import RewardBatch, check_reward_name, checked_rewards, resolve_reward, text_of
+from treadmill.seq2seq.rewards import (
+    RewardBatch,
+    check_reward_name,
+    checked_rewards,
+    resolve_reward,
+    text_of,
+)
 from treadmill.seq2seq.sequence_level import mrt_loss, pack_candidates, reinforce_loss
 from treadmill.seq2seq.trainer import Seq2SeqTrainer, TokenLoss, strip_target
 
@@ -89,6 +96,11 @@ class SequenceLevelConfig:
         if self.loss_averaging not in AVERAGING:
             raise ConfigError(f"SequenceLevelConfig.loss_averaging must be one of {AVERAGING}, got {self.loss_averaging!r}.",
                               "loss_averaging")
+
+
+def _flatten(outputs: list[Any], k: int) -> list[list[int]]:
+    """generate's outputs as one list, k per source (it gives n-best lists only for k > 1)."""
+    return [list(h) for group in outputs for h in group] if k > 1 else [list(h) for h in outputs]
 
 
 class _Candidates:
@@ -153,7 +165,7 @@ class SequenceLevelTrainer(Seq2SeqTrainer):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self._ss_generator))
         hyps = self.generate_batch(batch, strategy="sample", temperature=config.temperature, top_k=config.top_k,
                                    top_p=config.top_p, num_return_sequences=k, seed=seed)
-        return [h for group in hyps for h in group] if k > 1 else hyps
+        return _flatten(hyps, k)
 
     def _draw_candidates(self, batch: dict[str, Tensor]) -> list[list[int]]:
         config = self.sequence_level
@@ -161,7 +173,7 @@ class SequenceLevelTrainer(Seq2SeqTrainer):
             return self._sample(batch, config.n_candidates)
         hyps = self.generate_batch(batch, strategy="beam", beam_size=config.n_candidates,
                                    num_return_sequences=config.n_candidates)
-        return [h for group in hyps for h in group] if config.n_candidates > 1 else hyps
+        return _flatten(hyps, config.n_candidates)
 
     def _rewards(self, batch: dict[str, Tensor], flat: list[list[int]], k: int) -> Tensor:
         """Rewards (B * k,) of the outputs `flat` (k per source, grouped by source)."""
@@ -273,7 +285,7 @@ class SequenceLevelTrainer(Seq2SeqTrainer):
             "reward_std": float(rewards.std(dim=1, correction=0).mean()),  # within groups
             "kl": float(stats["kl"]),
             "clip_fraction": float(stats["clip_fraction"]),
-            "output_length": float((mask.sum(dim=1) - 1).float().mean()),  # tokens before EOS
+            "output_length": float((mask & (group.candidates[:, 1:] != EOS_ID)).sum(dim=1).float().mean()),  # EOS not counted
             "zero_variance_groups": float((rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean()),
         }
         self._last_loss = None
