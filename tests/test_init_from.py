@@ -9,6 +9,7 @@ import torch
 
 from treadmill.cli import main
 from treadmill.cli.build import build_model, build_task, resolve_model_sizes
+from treadmill.cli.merge_lora import export_merged
 from treadmill.cli.config import RunConfigError, run_config_from_dict
 from treadmill.cli.run_dir import load_run
 from treadmill.data.tasks.lm import build_lm_shakespeare
@@ -80,6 +81,8 @@ def test_full_and_lora_fine_tuning_from_a_run(source):
     frozen.update({k.replace(".base_layer", ""): v for k, v in model.named_buffers()})
     assert all(torch.equal(frozen[k], base[k]) for k in base if k in frozen)
     assert len([k for k in base if k in frozen]) >= len(base) - 1  # every base weight found (tied head aside)
+    out = export_merged(adapted, adapted / "merged")  # whole weights: the merged config needs no source run
+    assert "init_from" not in (out / "config.yaml").read_text() and "lora" not in (out / "config.yaml").read_text()
 
 
 def test_another_vocabulary_is_refused_with_exit_2(source, capsys):

@@ -235,7 +235,7 @@ def _exported_model(run_dir: Path, config: RunConfig, fmt: str) -> nn.Module:
     from treadmill.cli.build import build_model
     from treadmill.export import export_dir, load_exported
 
-    return load_exported(build_model(config), export_dir(run_dir, fmt))
+    return load_exported(build_model(config, init_weights=config.model.lora is not None), export_dir(run_dir, fmt))
 
 
 def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = False,
