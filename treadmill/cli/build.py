@@ -42,6 +42,12 @@ def build_task(config: RunConfig) -> Any:
 def resolve_model_sizes(config: RunConfig, task: Any) -> None:
     """Write the sizes the model takes from the task (vocabularies, horizons) into config.model, so
     config.yaml rebuilds the same model without the task; refuse a model the task cannot feed."""
+    if task.kind == "classification":
+        raise RunConfigError(
+            f"task {task.name!r} is a classification task, and `treadmill train` has no classification objective "
+            "yet: build it in Python (treadmill.data.tasks.get_task) and train a classifier over its batches "
+            "(src, src_padding_mask, label), e.g. treadmill.hf's classification adapter (docs/pretrained.md)."
+        )
     sizes = task.model_sizes()
     missing = [name for name in config.model.required_sizes() if name not in config.model.fields and name not in sizes]
     if missing:
