@@ -9,8 +9,8 @@ import torch
 
 from treadmill.cli import main
 from treadmill.cli.build import build_model, build_task, resolve_model_sizes
-from treadmill.cli.merge_lora import export_merged
 from treadmill.cli.config import RunConfigError, run_config_from_dict
+from treadmill.cli.merge_lora import export_merged
 from treadmill.cli.run_dir import load_run
 from treadmill.data.tasks.lm import build_lm_shakespeare
 from treadmill.data.tasks.shakespeare import check_genres, genre_of, play_files, shakespeare_corpus

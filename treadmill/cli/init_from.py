@@ -20,7 +20,12 @@ from typing import Any
 from torch import nn
 
 from treadmill.cli.config import RunConfig, RunConfigError
-from treadmill.cli.run_dir import FINETUNE_CHECKPOINTS, checkpoint_dir, load_final_weights, read_run_config
+from treadmill.cli.run_dir import (
+    FINETUNE_CHECKPOINTS,
+    checkpoint_dir,
+    load_final_weights,
+    read_run_config,
+)
 from treadmill.data.tokenizers import load_tokenizer
 from treadmill.training.io_errors import CheckpointError
 
@@ -54,7 +59,7 @@ def check_init_vocabulary(config: RunConfig, task: Any) -> None:
         mine = getattr(task, f"{side}_tokenizer", None)
         if mine is None or not path.is_file():
             continue
-        theirs = load_tokenizer(path)
+        theirs: Any = load_tokenizer(path)
         if _state(theirs.to_dict()) != _state(mine.to_dict()):
             raise RunConfigError(
                 f"model.init_from={str(source_dir)!r}: its {side} vocabulary ({path}, {theirs.vocab_size} tokens) "

@@ -124,7 +124,7 @@ class ModelSection:
         values = dataclasses.asdict(self.build_config())
         required = self.required_sizes()
         resolved = {k: v for k, v in values.items() if k in self.fields or k not in required}
-        extra = {"lora": self.lora} if self.lora is not None else {}
+        extra: dict[str, Any] = {"lora": self.lora} if self.lora is not None else {}
         if self.init_from is not None:
             extra["init_from"] = self.init_from
         return {**resolved, **extra}

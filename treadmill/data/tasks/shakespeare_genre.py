@@ -143,14 +143,16 @@ def build_shakespeare_genre(*, min_chars: int = 40, max_chars: int | None = 512,
     _check_options(min_chars, max_chars, seed)
     tokenizer = CharTokenizer().fit([shared_training_text()])  # lm-shakespeare's shared vocabulary
     plays = split_plays(play_files(), seed)
-    datasets, fields, metadata = {}, {}, {"labels": list(LABELS), "plays": {}}  # type: ignore[var-annotated]
+    datasets: dict[str, Dataset] = {}
+    fields: dict[str, dict[str, list[Any]]] = {}
+    held: dict[str, list[str]] = {}
     for split, paths in plays.items():
         found = [s for path in paths for s in speeches(path, min_chars, max_chars)]
         datasets[split] = ClassificationDataset([tokenizer.encode(s.text) for s in found],
                                                 [LABELS.index(s.genre) for s in found])
         fields[split] = {"genre": [s.genre for s in found], "play": [s.play for s in found]}
-        metadata["plays"][split] = [p.stem for p in paths]
-    metadata["model_sizes"] = {"num_labels": len(LABELS)}
+        held[split] = [p.stem for p in paths]
+    metadata = {"labels": list(LABELS), "plays": held, "model_sizes": {"num_labels": len(LABELS)}}
     return Task(name="shakespeare-genre", description=DESCRIPTION, splits=datasets, src_tokenizer=tokenizer,
                 tgt_tokenizer=tokenizer, kind="classification", metadata=metadata, fields=fields,
                 collate_fn=collate_classification, headline=("accuracy", "macro_f1"))
