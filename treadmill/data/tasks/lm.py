@@ -28,21 +28,9 @@ from treadmill.data.tasks.shakespeare import (
     split_by_chars,
 )
 from treadmill.data.text_files import read_text_file
-from treadmill.data.tokenizers import (
-    ByteLevelBPETokenizer,
-    CharTokenizer,
-    Tokenizer,
-    tokenizer_from_dict,
-)
+from treadmill.data.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_dict
 from treadmill.lm.dataset import WINDOWS, TokenFileDataset, token_file_loader
-from treadmill.lm.token_files import (
-    DTYPES,
-    check_meta,
-    read_meta,
-    text_sha256,
-    token_file_path,
-    write_token_files,
-)
+from treadmill.lm.token_files import DTYPES, check_meta, read_meta, text_sha256, token_file_path, write_token_files
 from treadmill.validation import ConfigError, DataError
 
 __all__ = ["LMTask", "TOKENIZERS", "build_lm_shakespeare", "lm_shakespeare_sizes", "build_lm_files", "lm_files_sizes",
