@@ -13,6 +13,7 @@ from torch import nn
 from treadmill.callbacks.base import Callback
 from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.config import TrainingConfig
+from treadmill.distributed import is_main_process
 from treadmill.validation import ConfigError
 
 __all__ = ["build_task", "build_model", "build_loaders", "build_callbacks", "make_trainer", "reference_fn",
@@ -46,6 +47,12 @@ def build_task(config: RunConfig) -> Any:
 def resolve_model_sizes(config: RunConfig, task: Any) -> None:
     """Write the sizes the model takes from the task (vocabularies, horizons) into config.model, so
     config.yaml rebuilds the same model without the task; refuse a model the task cannot feed."""
+    if task.kind == "classification":
+        raise RunConfigError(
+            f"task {task.name!r} is a classification task, and `treadmill train` has no classification objective "
+            "yet: build it in Python (treadmill.data.tasks.get_task) and train a classifier over its batches "
+            "(src, src_padding_mask, label), e.g. treadmill.hf's classification adapter (docs/pretrained.md)."
+        )
     sizes = task.model_sizes()
     missing = [name for name in config.model.required_sizes() if name not in config.model.fields and name not in sizes]
     if missing:
@@ -60,13 +67,24 @@ def resolve_model_sizes(config: RunConfig, task: Any) -> None:
 
         check_lm_model(config, task)
         config.model.fields.setdefault("max_len", sizes["max_len"])
+    if config.model.init_from is not None:  # the source's embedding rows must mean this task's tokens
+        from treadmill.cli.init_from import check_init_vocabulary
+
+        check_init_vocabulary(config, task)
 
 
-def build_model(config: RunConfig) -> nn.Module:
-    """The model of the config (its sizes resolved, see `resolve_model_sizes`)."""
+def build_model(config: RunConfig, init_weights: bool = True) -> nn.Module:
+    """The model of the config (its sizes resolved, see `resolve_model_sizes`); with model.init_from
+    and `init_weights`, starting from that run's weights (loaded before any LoRA adapters)."""
     from treadmill.models.registry import MODELS
 
     model = MODELS[config.model.name][1](config.model.build_config(config.model.fields))
+    if config.model.init_from is not None and init_weights:
+        from treadmill.cli.init_from import load_init_weights
+
+        source = load_init_weights(model, config)
+        if is_main_process():
+            print(f"Starting from {source} (model.init_from).", flush=True)
     if config.model.lora is not None:  # adapters injected, the rest frozen; checkpoints hold the adapters
         from treadmill.peft import LoraSettings, apply_lora
 

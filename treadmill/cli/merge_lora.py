@@ -4,6 +4,7 @@
     merged = treadmill.peft.merge_lora(run.model)
     model.name=hf: a transformers directory (save_pretrained + tokenizer.json) in DIR
     other models:  DIR/model.safetensors (the merged state_dict) and DIR/config.yaml without model.lora
+                   (nor model.init_from)
 
 Kept apart from export.py (the --format exports) so that the export command only adds a flag.
 """
@@ -43,5 +44,6 @@ def export_merged(run_dir: Path, out: Path) -> Path:
     export_weights(merged, out / "model.safetensors")
     config = loaded.config.to_dict()
     config["model"].pop("lora", None)
+    config["model"].pop("init_from", None)  # the merged weights are whole: no base to read from another run
     OmegaConf.save(OmegaConf.create(config), out / "config.yaml")
     return out

@@ -219,7 +219,8 @@ def _trained_model(run_dir: Path, config: RunConfig) -> nn.Module:
     """The run's model with the weights `train` evaluated (best, last, or the mean of the last N)."""
     from treadmill.cli.build import build_model
 
-    model = build_model(config)
+    # A LoRA run's checkpoints hold adapters only: its base weights come from model.init_from again.
+    model = build_model(config, init_weights=config.model.lora is not None)
     directory, average_last = checkpoint_dir(run_dir, config), config.evaluation.average_last
     if config.sequence_level.enabled and (run_dir / FINETUNE_CHECKPOINTS).is_dir():
         # What `train` evaluated: the fine-tuning phase's best (average_last applied before it).
@@ -234,7 +235,7 @@ def _exported_model(run_dir: Path, config: RunConfig, fmt: str) -> nn.Module:
     from treadmill.cli.build import build_model
     from treadmill.export import export_dir, load_exported
 
-    return load_exported(build_model(config), export_dir(run_dir, fmt))
+    return load_exported(build_model(config, init_weights=config.model.lora is not None), export_dir(run_dir, fmt))
 
 
 def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = False,

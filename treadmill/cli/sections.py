@@ -76,9 +76,17 @@ class ModelSection:
     fields: dict[str, Any] = field(default_factory=dict)
     # LoRA adapters over any family (treadmill.peft): {r, alpha, dropout, target_modules}, or None
     lora: dict[str, Any] | None = None
+    # A finished run whose weights this run starts from (treadmill.cli.init_from), or None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         from treadmill.models.registry import MODELS, canonical_config
+
+        if "init_from" in self.fields:
+            self.fields = dict(self.fields)
+            self.init_from = self.fields.pop("init_from")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise RunConfigError(f"model.init_from={self.init_from!r} must be the path of a finished run directory.")
 
         if "lora" in self.fields:
             self.fields = dict(self.fields)
@@ -116,7 +124,10 @@ class ModelSection:
         values = dataclasses.asdict(self.build_config())
         required = self.required_sizes()
         resolved = {k: v for k, v in values.items() if k in self.fields or k not in required}
-        return {**resolved, "lora": self.lora} if self.lora is not None else resolved
+        extra: dict[str, Any] = {"lora": self.lora} if self.lora is not None else {}
+        if self.init_from is not None:
+            extra["init_from"] = self.init_from
+        return {**resolved, **extra}
 
     def required_sizes(self) -> list[str]:
         """The config fields without defaults: the sizes a task supplies (vocabularies, horizons)."""

