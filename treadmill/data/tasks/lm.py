@@ -13,6 +13,7 @@ sha256 does not match today's text are refused. The tokenizer (char, or byte-lev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ class LMTask(Task):
 
     def loader(self, split: str, *, batch_size: int | None = None, max_tokens: int | None = None,
                max_batch_size: int | None = None, shuffle: bool | None = None, seed: int = 0,
-               num_workers: int = 0, num_samples: int | None = None, limit: int | None = None) -> DataLoader:
+               num_workers: int = 0, sample_weights: Sequence[float] | None = None,
+               num_samples: int | None = None, limit: int | None = None) -> DataLoader:
         """Windows of a split: random ones (num_samples per epoch) for "train" unless train_windows is
         contiguous, non-overlapping ones (at most `limit`, spread over the split) for the others."""
         if split not in self.splits:
@@ -83,6 +85,9 @@ class LMTask(Task):
         if max_tokens is not None:
             raise ConfigError("data.max_tokens (token budgets) does not apply to language modelling: every window "
                               "has block_size tokens; set data.batch_size.", field="max_tokens")
+        if sample_weights is not None:
+            raise ConfigError("data.sample_weights weights examples by a field; language-model windows have no fields.",
+                              field="sample_weights")
         dataset = self.splits[split]
         random = split == "train" and self.train_windows == "random" and shuffle is not False
         return token_file_loader(dataset, batch_size or 64, "random" if random else "contiguous",  # type: ignore[arg-type]
