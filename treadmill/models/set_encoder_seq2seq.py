@@ -38,7 +38,11 @@ from treadmill.models._checks import (
     check_positive,
     config_error,
 )
-from treadmill.models.transformer_seq2seq import source_padding_mask
+from treadmill.models.transformer_seq2seq import (
+    embed_tokens,
+    init_transformer_weights,
+    source_padding_mask,
+)
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.norms import NORM_KINDS, build_norm
 from treadmill.nn.pooling import AttentionPooling, LatentQueryEncoder
@@ -180,36 +184,13 @@ class SetEncoderSeq2Seq(nn.Module):
 
     def _init_weights(self) -> None:
         """Linears by `init` (zero biases); embeddings N(0, d_model**-0.5) with a zero PAD row."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                if self.config.init == "xavier":
-                    nn.init.xavier_uniform_(module.weight)
-                elif self.config.init == "normal":
-                    nn.init.normal_(module.weight, std=0.02)
-                else:
-                    nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
-                if module.padding_idx is not None:
-                    with torch.no_grad():
-                        module.weight[module.padding_idx].zero_()
+        init_transformer_weights(self, self.config.d_model, self.config.init)
         if self.cls is not None:
             nn.init.normal_(self.cls, std=0.02)
 
     def _embed(self, tokens: Tensor, embedding: nn.Module, pos: nn.Module | None, start: int) -> Tensor:
         """tokens (B, L) at positions start.. -> dropout([norm](embed * sqrt(D) + pos)) (B, L, D)."""
-        end = start + tokens.shape[1]
-        if end > self.config.max_len:
-            raise ValueError(f"SetEncoderSeq2Seq: sequence length {end} > max_len={self.config.max_len}; "
-                             "build the model with a larger max_len.")
-        x = embedding(tokens) * self.embed_scale
-        if pos is not None:
-            x = x + pos(torch.arange(start, end, device=tokens.device))
-        if self.embedding_norm is not None:
-            x = self.embedding_norm(x)
-        return self.dropout(x)
+        return embed_tokens(self, tokens, embedding, pos, start)
 
     def _encode_tokens(self, tokens: Tensor, prepend_cls: bool) -> tuple[Tensor, Tensor]:
         """tokens (n, L) -> pair-encoder states (n, L[+1], D) and their padding mask."""

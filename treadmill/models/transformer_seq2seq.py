@@ -39,7 +39,8 @@ from treadmill.nn.positional import (
 )
 from treadmill.nn.transformer import Decoder, Encoder, LayerCache, decoder_block, encoder_block
 
-__all__ = ["TransformerSeq2Seq", "TransformerSeq2SeqConfig", "POSITIONALS", "source_padding_mask"]
+__all__ = ["TransformerSeq2Seq", "TransformerSeq2SeqConfig", "POSITIONALS", "source_padding_mask", "init_transformer_weights",
+           "embed_tokens"]
 
 POSITIONALS = ("sinusoidal", "learned", "rope")
 
@@ -163,33 +164,13 @@ class TransformerSeq2Seq(nn.Module):
 
     def _init_weights(self) -> None:
         """Xavier-uniform linears (zero biases); embeddings N(0, d_model**-0.5) with a zero PAD row."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
-                if module.padding_idx is not None:
-                    with torch.no_grad():
-                        module.weight[module.padding_idx].zero_()
+        init_transformer_weights(self, self.config.d_model)
 
     def _embed(
         self, tokens: Tensor, embedding: nn.Module, pos: nn.Module | None, start: int
     ) -> Tensor:
-        """tokens (B, L) at positions start.. -> dropout(embed * sqrt(D) + pos) (B, L, D)."""
-        end = start + tokens.shape[1]
-        if end > self.config.max_len:
-            raise ValueError(
-                f"TransformerSeq2Seq: sequence length {end} > max_len={self.config.max_len}; "
-                f"build the model with a larger max_len or truncate the input."
-            )
-        x = embedding(tokens) * self.embed_scale
-        if pos is not None:
-            x = x + pos(torch.arange(start, end, device=tokens.device))
-        if self.embedding_norm is not None:
-            x = self.embedding_norm(x)
-        return self.dropout(x)
+        """tokens (B, L) at positions start.. -> dropout([norm](embed * sqrt(D) + pos)) (B, L, D)."""
+        return embed_tokens(self, tokens, embedding, pos, start)
 
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> dict[str, Tensor]:
         """src (B, S), mask (B, S) True = pad (None: src == PAD) -> {"outputs" (B, S, D), "padding_mask"}."""
@@ -255,3 +236,41 @@ class TransformerSeq2Seq(nn.Module):
 def source_padding_mask(src: Tensor, src_padding_mask: Tensor | None) -> Tensor:
     """The mask given, or (B, S) True where src is PAD: the protocol's meaning of None."""
     return src.eq(PAD_ID) if src_padding_mask is None else src_padding_mask
+
+
+def init_transformer_weights(model: nn.Module, d_model: int, linear_init: str = "xavier") -> None:
+    """Linears by `linear_init` (xavier | normal | truncated_normal; zero biases); embeddings
+    N(0, d_model**-0.5) with a zero PAD row. Modules are visited in creation order, so seeded
+    weights are reproducible."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            if linear_init == "xavier":
+                nn.init.xavier_uniform_(module.weight)
+            elif linear_init == "normal":
+                nn.init.normal_(module.weight, std=0.02)
+            else:
+                nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=d_model**-0.5)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+
+def embed_tokens(model: Any, tokens: Tensor, embedding: nn.Module, pos: nn.Module | None, start: int) -> Tensor:
+    """tokens (B, L) at positions start.. -> dropout([norm](embed * sqrt(D) + pos)), with the model's
+    `config.max_len`, `embed_scale`, `embedding_norm` and `dropout`."""
+    end = start + tokens.shape[1]
+    if end > model.config.max_len:
+        raise ValueError(
+            f"{type(model).__name__}: sequence length {end} > max_len={model.config.max_len}; "
+            "build the model with a larger max_len or truncate the input."
+        )
+    x = embedding(tokens) * model.embed_scale
+    if pos is not None:
+        x = x + pos(torch.arange(start, end, device=tokens.device))
+    if model.embedding_norm is not None:
+        x = model.embedding_norm(x)
+    return model.dropout(x)
