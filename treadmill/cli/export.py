@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     if args.merge_lora == (args.fmt is not None):
-        raise RunConfigError("treadmill export: give either --format int8|fp16|onnx or --merge-lora (a LoRA run's "
+        raise RunConfigError("give either --format int8|fp16|onnx or --merge-lora (a LoRA run's "
                              "adapters merged into its weights).")
     if args.merge_lora:
         from treadmill.cli.merge_lora import default_out, export_merged
