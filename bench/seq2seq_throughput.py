@@ -9,7 +9,12 @@ the same for both: forward over a batch of 64 sources x 32 tokens and 64 targets
 computes it itself from `labels`, the way its users train; ours with F.cross_entropy: the same
 loss), backward, fused AdamW step. After warm-up steps, timed blocks of steps alternate between
 the two models (A B, B A, ...) on the same batches; the table gives the median tokens/s over blocks
-and the ratio ours / HF (target >= 1.1).
+and the ratio ours / HF (target >= 1.15).
+
+Peak memory is measured per side in a fresh child process each (`--memory-of NAME`, run by the
+parent before the timing): resident set growth from just before the model is built to the peak
+over warm-up + one block of training steps (`getrusage` max RSS), so neither side's allocations
+linger in the other's figure. Target: ours <= HF's.
 
 Achieved FLOP/s uses the standard training estimate (3 x forward: forward + backward):
 
@@ -34,7 +39,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import resource
+import subprocess
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +106,43 @@ def training_flops(model: nn.Module, sizes: Sizes, batch: int, src_len: int, tgt
     dense = 6 * (n_enc * batch * src_len + (n_dec + d * sizes.vocab) * batch * tgt_len)
     attention = 12 * d * batch * layers * (src_len**2 + tgt_len**2 + tgt_len * src_len)
     return float(dense + attention)
+
+
+def current_rss_bytes() -> int:
+    """This process's resident set now (Linux /proc)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(args: argparse.Namespace, name: str) -> None:
+    """In a fresh process: peak RSS growth (bytes) of building `name` and training warm-up + one block."""
+    sizes = Sizes(vocab=args.vocab)
+    batches = make_batches(args.steps, args.batch, args.src_len, args.tgt_len, args.vocab, "cpu")
+    before = current_rss_bytes()
+    torch.manual_seed(0)
+    model = (build_ours(sizes) if name == "treadmill" else build_bart(sizes)).train()
+    loss_fn = ours_loss if name == "treadmill" else hf_loss
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    for batch in batches[:1] * args.warmup + batches:
+        loss = loss_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"peak_rss_growth": max(0, peak - before)}))
+
+
+def measure_memory(args: argparse.Namespace) -> dict[str, float]:
+    """Peak RSS growth in MiB of each side, each in its own child process (see memory_child)."""
+    growth = {}
+    for name in ("treadmill", "hf-bart"):
+        command = [sys.executable, __file__, "--memory-of", name, "--threads", str(args.threads)]
+        command += ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        command += ["--src-len", str(args.src_len), "--tgt-len", str(args.tgt_len)]
+        command += ["--vocab", str(args.vocab)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        growth[name] = json.loads(out.strip().splitlines()[-1])["peak_rss_growth"] / 2**20
+    return growth
 
 
 def run_device(args: argparse.Namespace, device: str, dtype: str) -> list[dict]:
@@ -188,10 +234,15 @@ def main() -> None:
     parser.add_argument("--tgt-len", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--no-gpu", action="store_true", help="CPU only even when CUDA is present")
+    parser.add_argument("--memory-of", choices=["treadmill", "hf-bart"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps, args.warmup, args.batch = 2, 1, 1, 16
     torch.set_num_threads(args.threads)
+    if args.memory_of:
+        memory_child(args, args.memory_of)
+        return
+    memory = measure_memory(args)
     print_machine()
     print(
         f"batch {args.batch} x src {args.src_len} / tgt {args.tgt_len} tokens, vocab {args.vocab}, "
@@ -204,8 +255,15 @@ def main() -> None:
         runs += [("cuda", "fp32"), ("cuda", "bf16")]
     results = {(device, dtype): run_device(args, device, dtype) for device, dtype in runs}
     print_table([row for rows in results.values() for row in rows])
+    print(
+        f"peak resident memory growth (CPU, own process each, warm-up + {args.steps} steps): "
+        f"treadmill {memory['treadmill']:,.1f} MiB, hf-bart {memory['hf-bart']:,.1f} MiB"
+    )
     for (device, dtype), (ours, hf) in results.items():
-        verdict(f"{device}/{dtype} tokens/s ours/HF", ours["tok_s"] / hf["tok_s"], 1.1, True)
+        verdict(f"{device}/{dtype} tokens/s ours/HF", ours["tok_s"] / hf["tok_s"], 1.15, True)
+        if ours["mfu"] is not None:
+            verdict(f"{device}/{dtype} ours share of matmul peak", ours["mfu"], 0.75, True)
+    verdict("CPU peak memory ours/HF", memory["treadmill"] / memory["hf-bart"], 1.0, False)
 
 
 if __name__ == "__main__":

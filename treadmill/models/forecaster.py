@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from treadmill.nn.dropout import Dropout
+
 __all__ = ["Forecaster", "ForecasterConfig"]
 
 WINDOW_NORMS = ("none", "mean", "meanstd")
@@ -55,7 +57,7 @@ class Forecaster(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(config.hidden_dim, config.hidden_dim),
             nn.GELU(),
-            nn.Dropout(config.dropout),
+            Dropout(config.dropout),
             nn.Linear(config.hidden_dim, config.horizon * config.n_features),
         )
         self.skip = nn.Linear(

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from treadmill.models._checks import check_choice, check_dropout, check_positive, config_error
 from treadmill.models.transformer_seq2seq import POSITIONALS
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.feedforward import ACTIVATIONS, FeedForward
 from treadmill.nn.masks import causal_mask, positions_from_padding_mask
 from treadmill.nn.norms import NORM_KINDS, build_norm
@@ -101,7 +102,7 @@ class GPT(nn.Module):
             if cfg.positional == "rope"
             else None
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         blocks = [
             decoder_block(
                 cfg.d_model,

@@ -29,6 +29,7 @@ from treadmill.models._checks import (
     check_positive,
     config_error,
 )
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.masks import lengths_from_padding_mask
 from treadmill.nn.rnn import RNN_ATTENTIONS, RNN_CELLS, RNNDecoder, RNNEncoder, RNNState
 
@@ -132,7 +133,7 @@ class RNNSeq2Seq(nn.Module):
             cfg.dropout,
             padding_idx=PAD_ID,
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.output_proj = nn.Linear(cfg.hidden_dim, cfg.tgt_vocab_size)
 
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> dict[str, Tensor]:

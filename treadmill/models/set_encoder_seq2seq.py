@@ -43,6 +43,7 @@ from treadmill.models.transformer_seq2seq import (
     init_transformer_weights,
     source_padding_mask,
 )
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.norms import NORM_KINDS, build_norm
 from treadmill.nn.pooling import AttentionPooling, LatentQueryEncoder
@@ -165,7 +166,7 @@ class SetEncoderSeq2Seq(nn.Module):
         self.tgt_positions = LearnedPositionalEmbedding(d, cfg.max_len) if learned else None
         rotary = None if learned else RotaryEmbedding(d // cfg.n_heads, cfg.max_len)
         self.embedding_norm = build_norm(cfg.norm, d) if cfg.embedding_norm else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         block: dict[str, Any] = dict(dropout=cfg.dropout, activation=cfg.activation, norm_first=cfg.norm_first,
                                      norm=cfg.norm, layer_scale_init=cfg.layer_scale_init, rotary=rotary)
         final = (lambda: build_norm(cfg.norm, d)) if cfg.norm_first else (lambda: None)

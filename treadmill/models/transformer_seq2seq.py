@@ -30,6 +30,7 @@ from treadmill.models._checks import (
     check_positive,
     config_error,
 )
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.norms import NORM_KINDS, build_norm
 from treadmill.nn.positional import (
@@ -137,7 +138,7 @@ class TransformerSeq2Seq(nn.Module):
         self.src_positions = _positional(cfg.positional, d_model, cfg.max_len)
         self.tgt_positions = _positional(cfg.positional, d_model, cfg.max_len)
         rotary = RotaryEmbedding(d_model // n_heads, cfg.max_len) if cfg.positional == "rope" else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         block_args: dict[str, Any] = dict(
             dropout=cfg.dropout,
             activation=cfg.activation,

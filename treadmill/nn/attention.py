@@ -15,7 +15,9 @@ KERNEL:
     The fused SDPA kernel runs, except for bf16 on CPU with at most ``CPU_BF16_EXPLICIT_MAX_KEYS``
     keys: there PyTorch's fused CPU kernel is slower (forward + backward) than the same softmax
     written out (bench/cpu_attention.py), and for short sequences it was a third of a training
-    step. Both give the same result to bf16 precision.
+    step. Both give the same result to bf16 precision. In training with attention dropout on CPU
+    the explicit softmax runs too: SDPA has no fused CPU kernel with dropout and falls back to an
+    unfused path, and the explicit one uses treadmill.nn.dropout's cheaper mask.
 
 CACHE:
     Self-attention (``key_value=None``): ``cache={"k", "v"}`` holds the keys/values of earlier
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from treadmill.nn.dropout import dropout
 from treadmill.nn.masks import causal_mask
 from treadmill.nn.positional import RotaryEmbedding
 
@@ -186,17 +189,16 @@ class MultiHeadAttention(nn.Module):
         weights = scores.softmax(dim=-1)
         if blocked is not None:
             weights = weights.masked_fill(blocked, 0.0)
-        out = F.dropout(weights, self.dropout, self.training) @ v.to(weights.dtype)
+        out = dropout(weights, self.dropout, self.training) @ v.to(weights.dtype)
         return out.to(v.dtype), weights
 
-    @staticmethod
-    def _fused_kernel_is_slower(q: Tensor, k: Tensor) -> bool:
+    def _fused_kernel_is_slower(self, q: Tensor, k: Tensor) -> bool:
         """Whether SDPA's fused kernel loses to the explicit softmax here (see KERNEL above)."""
-        return (
-            q.device.type == "cpu"
-            and q.dtype == torch.bfloat16
-            and k.shape[2] <= CPU_BF16_EXPLICIT_MAX_KEYS
-        )
+        if q.device.type != "cpu":
+            return False
+        if self.training and self.dropout > 0:
+            return True  # SDPA runs its unfused math path then, with torch's costlier dropout
+        return q.dtype == torch.bfloat16 and k.shape[2] <= CPU_BF16_EXPLICIT_MAX_KEYS
 
     def forward(
         self,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from treadmill.nn.dropout import Dropout
+
 __all__ = ["FeedForward", "ACTIVATIONS"]
 
 ACTIVATIONS = ("relu", "gelu", "swiglu")
@@ -33,7 +35,7 @@ class FeedForward(nn.Module):
         width = 2 * d_ff if activation == "swiglu" else d_ff
         self.w1 = nn.Linear(d_model, width, bias=bias)
         self.w2 = nn.Linear(d_ff, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (..., d_model) -> (..., d_model)."""

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from treadmill.nn.attention import MultiHeadAttention
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.feedforward import FeedForward
 from treadmill.nn.norms import LayerScale, RMSNorm
 from treadmill.nn.transformer import EncoderBlock, encoder_block
@@ -58,7 +59,7 @@ class CrossAttentionBlock(nn.Module):
         self.norm_ff = RMSNorm(d_model)
         self.cross_attn = MultiHeadAttention(d_model, n_heads)
         self.feed_forward = FeedForward(d_model, d_ff, activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         make_scale = (
             (lambda: nn.Identity())
             if layer_scale_init is None

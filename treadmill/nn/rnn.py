@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.rnn_attention import BahdanauAttention, LuongAttention
 
 __all__ = [
@@ -107,7 +108,7 @@ class RNNEncoder(nn.Module):
         self.num_layers = num_layers
         self.directions = 2 if bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = _rnn(
             cell, embed_dim, hidden_dim // self.directions, num_layers, dropout, bidirectional
         )
@@ -170,7 +171,7 @@ class RNNDecoder(nn.Module):
         self.kind = attention
         self.hidden_dim = hidden_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         extra = 0 if attention is None else hidden_dim  # Bahdanau context or Luong input feeding
         self.rnn = _rnn(cell, embed_dim + extra, hidden_dim, num_layers, dropout, False)
         self.attention: BahdanauAttention | LuongAttention | None

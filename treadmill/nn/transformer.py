@@ -17,6 +17,7 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from treadmill.nn.attention import MultiHeadAttention
+from treadmill.nn.dropout import Dropout
 from treadmill.nn.feedforward import FeedForward
 from treadmill.nn.norms import LayerScale, build_norm
 from treadmill.nn.positional import RotaryEmbedding
@@ -44,7 +45,7 @@ class _Residual(nn.Module):
     def __init__(self, norm: nn.Module, dropout: float, norm_first: bool, scale: nn.Module) -> None:
         super().__init__()
         self.norm = norm
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm_first = norm_first
         self.scale = scale
 
