@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from treadmill.nn.dropout import Dropout, dropout, keep_mask
+from treadmill.nn.dropout import Dropout, dropout, dropout_add, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
@@ -86,3 +86,25 @@ def test_backward_keeps_a_bool_mask() -> None:
     y = dropout(x, 0.1)
     saved = y.grad_fn.saved_tensors  # type: ignore[union-attr]
     assert [t.dtype for t in saved] == [torch.bool]
+
+
+def test_dropout_add_is_residual_plus_dropout_with_both_gradients() -> None:
+    residual = torch.randn(8, 16, 32, requires_grad=True)
+    x = torch.randn(8, 16, 32, requires_grad=True)
+    torch.manual_seed(5)
+    fused = dropout_add(residual, x, 0.2)
+    torch.manual_seed(5)
+    reference = residual + dropout(x, 0.2)
+    torch.testing.assert_close(fused, reference)
+    grad = torch.randn_like(fused)
+    fused.backward(grad)
+    torch.testing.assert_close(residual.grad, grad)
+    kept = reference.detach() != residual.detach()
+    torch.testing.assert_close(x.grad, torch.where(kept, grad / 0.8, torch.zeros_like(grad)))
+
+
+def test_dropout_add_outside_training_is_a_plain_sum() -> None:
+    residual, x = torch.randn(4, 4), torch.randn(4, 4)
+    torch.testing.assert_close(dropout_add(residual, x, 0.5, training=False), residual + x)
+    with pytest.raises(ValueError, match="dropout probability"):
+        dropout_add(residual, x, -0.1)

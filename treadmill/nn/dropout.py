@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Dropout", "dropout", "keep_mask"]
+__all__ = ["Dropout", "dropout", "dropout_add", "keep_mask"]
 
 _LANE_STEPS = 32768  # 2**15: the resolution of the drop probability
 
@@ -54,14 +54,43 @@ class _MaskedScale(torch.autograd.Function):
         return torch.where(keep, grad, 0).mul_(ctx.scale), None, None
 
 
+class _MaskedScaleAdd(torch.autograd.Function):
+    """y = residual + where(keep, x, 0) * scale, written into one new tensor (a residual block's sum)."""
+
+    @staticmethod
+    def forward(ctx, residual: Tensor, x: Tensor, keep: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return torch.where(keep, x, 0).mul_(scale).add_(residual)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:  # type: ignore[override]
+        (keep,) = ctx.saved_tensors
+        return grad, torch.where(keep, grad, 0).mul_(ctx.scale), None, None
+
+
+def _uses_cheap_mask(x: Tensor, p: float) -> bool:
+    """Whether this module's CPU mask applies (else torch's dropout runs); checks p."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1]; got p={p}.")
+    return x.device.type == "cpu" and p < 1.0 and x.is_floating_point()
+
+
+def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool = True) -> Tensor:
+    """residual + dropout(x, p): a residual connection's sum, in one output tensor on CPU."""
+    if not training or p == 0.0:
+        return residual + x
+    if not _uses_cheap_mask(x, p) or residual.shape != x.shape or residual.dtype != x.dtype:
+        return residual + dropout(x, p, training)
+    return _MaskedScaleAdd.apply(residual, x, keep_mask(x.shape, p), 1.0 / (1.0 - p))
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Inverted dropout of `x` with drop probability `p` (identity when not training)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0 or not x.is_floating_point():
+    if not _uses_cheap_mask(x, p):
         return F.dropout(x, p, training)
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1]; got p={p}.")
     return _MaskedScale.apply(x, keep_mask(x.shape, p), 1.0 / (1.0 - p))
 
 
