@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # What the tests import besides the demo's needs: serve (gradio), export (onnx), the browser
-# tests (selenium), Hugging Face models and LoRA, t-SNE. The demo does not wait for them.
-TEST_EXTRAS := full,dev,demo,export,browser-test,hf,embeddings
+# tests (selenium), Hugging Face models and LoRA, t-SNE, Phonetisaurus (the peer G2P pipeline test).
+# The demo does not wait for them.
+TEST_EXTRAS := full,dev,demo,export,browser-test,hf,embeddings,peers
 
 .PHONY: demo test test-slow lint bench clean browser
 

@@ -112,11 +112,19 @@ def build_g2p_cmudict(*, max_words: int | None = None, strip_stress: bool = Fals
     )
 
 
-def g2p_sizes(*, max_words: int | None = None, strip_stress: bool = False) -> dict[str, int]:
-    """Examples per split (train counts every pronunciation), without tokenizing anything."""
+def g2p_split_entries(
+    *, max_words: int | None = None, strip_stress: bool = False
+) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """(word, pronunciations) per split, exactly as the task splits them (for peer tools)."""
     by_split = _split_words(max_words)
     if strip_stress:
         by_split = {s: [(w, _strip_stress(p)) for w, p in es] for s, es in by_split.items()}
+    return by_split
+
+
+def g2p_sizes(*, max_words: int | None = None, strip_stress: bool = False) -> dict[str, int]:
+    """Examples per split (train counts every pronunciation), without tokenizing anything."""
+    by_split = g2p_split_entries(max_words=max_words, strip_stress=strip_stress)
     return {
         "train": sum(len(p) for _, p in by_split["train"]),
         "valid": len(by_split["valid"]),
