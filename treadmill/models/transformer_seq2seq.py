@@ -121,6 +121,9 @@ class TransformerSeq2Seq(nn.Module):
     """Encoder-decoder Transformer implementing the Seq2SeqModel protocol."""
 
     is_encoder_decoder = True
+    # decode() takes memory with E rows for a prefix of E x g rows (cross-attention's grouped
+    # queries): beam search then neither copies the source K times nor projects it K times.
+    accepts_grouped_memory = True
 
     def __init__(self, config: TransformerSeq2SeqConfig) -> None:
         super().__init__()
