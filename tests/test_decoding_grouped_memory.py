@@ -86,6 +86,7 @@ def test_grouped_beam_search_equals_repeated_memory(fields: dict, options: dict)
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@torch.inference_mode()
 def test_stepper_keeps_one_memory_row_per_source_and_drops_whole_sources() -> None:
     model = _model()
     src, mask = _batch(batch=3)
@@ -104,7 +105,12 @@ def test_stepper_keeps_one_memory_row_per_source_and_drops_whole_sources() -> No
     stepper.select(rows)
     assert torch.equal(stepper.src_padding_mask, mask[[0, 2]])
     assert torch.equal(stepper.cache[0]["cross"]["k"], cross_before[[0, 2]])
-    assert stepper.cache[0]["self"]["k"].size(0) == 8
+    # Self-attention keys are reordered lazily, in the copy that appends the next position.
+    assert torch.equal(stepper.cache[0]["self"]["order"], rows)
+    self_before = stepper.cache[0]["self"]["k"]
+    stepper.append(torch.full((8,), 5))
+    stepper.step()
+    assert torch.equal(stepper.cache[0]["self"]["k"][:, :, :1], self_before[rows])
 
 
 def test_sampling_repeats_memory_even_for_a_grouping_model() -> None:
@@ -136,3 +142,23 @@ def test_grouped_queries_equal_repeated_keys_and_reject_bad_shapes() -> None:
     torch.testing.assert_close(fused, repeated.output)
     with pytest.raises(ValueError, match="multiple of them"):
         attn(torch.randn(5, 2, 16), memory)
+
+
+@pytest.mark.parametrize("inference", [True, False], ids=["fused-copy", "autograd-fallback"])
+@pytest.mark.parametrize("positional", ["sinusoidal", "rope"])
+def test_lazily_reordered_cache_equals_the_reordered_batch(positional: str, inference: bool) -> None:
+    model = _model(positional=positional)
+    src, mask = _batch(batch=4)
+    tgt = torch.randint(4, VOCAB, (4, 5), generator=torch.Generator().manual_seed(1))
+    order = torch.tensor([2, 0, 0, 3])
+    with torch.inference_mode(inference):
+        memory = model.encode(src, mask)
+        _, cache = model.decode(tgt[:, :3], memory, mask)
+        cache = model.select_cache(cache, order, order)
+        swap = torch.tensor([0, 1, 3, 2])
+        cache = model.select_cache(cache, swap, swap)  # composes with the first order
+        order = order[swap]
+        logits, grown = model.decode(tgt[order, :4], memory, mask[order], cache)
+        expected = model(src[order], tgt[order, :4], mask[order])[:, -1:]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    assert "order" not in grown[0]["self"] and grown[0]["self"]["k"].shape[:3] == (4, 4, 4)

@@ -5,6 +5,11 @@ append the tokens they chose, and select rows (to expand sources to beams, reord
 finished rows). Because batch is dimension 0 of every tensor in `memory` and in the cache, one
 `index_select(0, rows)` over the whole structure does all three.
 
+A model may define `select_cache(cache, rows, sources)` to do that selection its own way
+(TransformerSeq2Seq and GPT defer the self-attention reordering to the next step's append,
+treadmill.nn.transformer.select_layer_caches); `sources` says which memory rows the cross-attention
+entries keep, None = all, unchanged.
+
 Beam search repeats every row K times with `repeat_rows(K, share_sources=True)`. A model whose
 class sets `accepts_grouped_memory = True` (TransformerSeq2Seq) then keeps one row per source in
 `memory`, the source mask and the cross-attention cache, and its `decode` reads rows
@@ -106,20 +111,22 @@ class ModelStepper:
         def pick(t: Tensor) -> Tensor:
             return t.index_select(0, rows)
 
-        source_pick = None
+        sources: Tensor | None = None  # memory rows to keep; None: memory stays as it is
         if not same_sources:
-            source_pick = pick
-            if self.group > 1:
-                sources = rows.view(-1, self.group)[:, 0] // self.group
+            sources = rows if self.group == 1 else rows.view(-1, self.group)[:, 0] // self.group
 
-                def source_pick(t: Tensor) -> Tensor:
-                    return t.index_select(0, sources)
+            def source_pick(t: Tensor) -> Tensor:
+                return t.index_select(0, sources)
 
             self.memory = map_tensors(source_pick, self.memory)
             if self.src_padding_mask is not None:
                 self.src_padding_mask = source_pick(self.src_padding_mask)
         self.tokens = pick(self.tokens)
-        self.cache = _select_cache(self.cache, pick, source_pick)
+        select_cache = getattr(self.model, "select_cache", None)
+        if select_cache is not None and self.cache is not None:
+            self.cache = select_cache(self.cache, rows, sources)
+        else:
+            self.cache = _select_cache(self.cache, pick, None if sources is None else source_pick)
         if self.tgt_padding_mask is not None:
             self.tgt_padding_mask = pick(self.tgt_padding_mask)
 
@@ -146,8 +153,6 @@ class ModelStepper:
 def _select_cache(cache: Any, pick: Any, cross_pick: Any) -> Any:
     """`pick` applied to every tensor of the cache, `cross_pick` to entries under a "cross" key
     (None: those stay as they are)."""
-    if cross_pick is pick:
-        return map_tensors(pick, cache)
     if isinstance(cache, dict):
         return type(cache)(
             (k, _cross(v, cross_pick) if k == "cross" else _select_cache(v, pick, cross_pick))

@@ -20,7 +20,11 @@ KERNEL:
 CACHE:
     Self-attention (``key_value=None``): ``cache={"k", "v"}`` holds the keys/values of earlier
     positions, (B, H, S_past, hd); the new keys/values are appended and the grown cache is
-    returned. Rotary embeddings are applied before caching, at ``positions``.
+    returned. Rotary embeddings are applied before caching, at ``positions``. An optional
+    ``cache["order"]`` (B,) long says that row i continues cached row order[i] (beam search's
+    reordering, recorded by ``treadmill.nn.transformer.select_layer_caches``): the cached rows
+    are gathered and the new position appended in one copy, instead of a reordering copy after
+    one step and a growing copy (``torch.cat``) at the next.
     Cross-attention (``key_value`` given): keys/values are computed from ``key_value`` once and
     returned in the cache; when ``cache`` already holds them, ``key_value`` is not projected again.
 Batch is dim 0 of every cached tensor, so beam search can reorder caches with ``index_select(0)``.
@@ -120,8 +124,9 @@ class MultiHeadAttention(nn.Module):
                     positions = torch.arange(past, past + q.shape[2], device=q.device)
                 q, k = self.rotary.rotate(q, positions), self.rotary.rotate(k, positions)
             if cache is not None:
-                k = torch.cat((cache["k"], k), dim=2)  # (B, H, S_past + T, hd)
-                v = torch.cat((cache["v"], v), dim=2)
+                order = cache.get("order")
+                k = _extend(cache["k"], k, order)  # (B, H, S_past + T, hd)
+                v = _extend(cache["v"], v, order)
             return q, k, v
         if not isinstance(weight, Tensor):
             # Dynamically quantized (torch.ao quantize_dynamic): `weight` is a method and the packed
@@ -291,3 +296,18 @@ def _ungroup(x: Tensor, group: int) -> Tensor:
     sources, heads, length = x.shape[:3]
     x = x.reshape(sources, heads, group, length // group, *x.shape[3:])
     return x.transpose(1, 2).reshape(sources * group, heads, length // group, *x.shape[4:])
+
+
+def _extend(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
+    """Cached keys/values (B', H, S, hd), rows taken in `order` (B,) when given, + new (B, H, T, hd)."""
+    if order is None:
+        return torch.cat((past, new), dim=2)
+    needs_grad = torch.is_grad_enabled() and (past.requires_grad or new.requires_grad)
+    # out= into a strided view is relied on for CPU kernels only, and autograd does not allow it.
+    if past.device.type != "cpu" or needs_grad:
+        return torch.cat((past.index_select(0, order), new), dim=2)
+    length = past.shape[2]
+    out = new.new_empty(new.shape[0], new.shape[1], length + new.shape[2], new.shape[3])
+    torch.index_select(past, 0, order, out=out[:, :, :length])
+    out[:, :, length:] = new
+    return out
