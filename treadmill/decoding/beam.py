@@ -132,7 +132,7 @@ def beam_search(
     # advance) over a dozen shared tensors; as helpers it would pass them all back and forth.
     k, n = cfg.beam_size, cfg.num_return_sequences
     batch, device = stepper.rows, stepper.tokens.device
-    stepper.repeat_rows(k)
+    stepper.repeat_rows(k, share_sources=True)
     row_limits = limits.repeat_rows(k)
     longest = int(limits.max_lengths.max())
 

@@ -4,6 +4,16 @@ The searches never touch the model directly. They ask the stepper for next-token
 append the tokens they chose, and select rows (to expand sources to beams, reorder beams, or drop
 finished rows). Because batch is dimension 0 of every tensor in `memory` and in the cache, one
 `index_select(0, rows)` over the whole structure does all three.
+
+A model may define `select_cache(cache, rows, sources)` to do that selection its own way
+(TransformerSeq2Seq and GPT defer the self-attention reordering to the next step's append,
+treadmill.nn.transformer.select_layer_caches); `sources` says which memory rows the cross-attention
+entries keep, None = all, unchanged.
+
+Beam search repeats every row K times with `repeat_rows(K, share_sources=True)`. A model whose
+class sets `accepts_grouped_memory = True` (TransformerSeq2Seq) then keeps one row per source in
+`memory`, the source mask and the cross-attention cache, and its `decode` reads rows
+i*K .. i*K+K-1 against source i; other models get memory repeated K times, as before.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ class ModelStepper:
         self.use_cache = use_cache
         self.return_attention = return_attention
         self.cache: Any = None
+        # Rows per row of `memory` / `src_padding_mask` / cross cache: K after a shared repeat.
+        self.group = 1
 
     @property
     def rows(self) -> int:
@@ -91,40 +103,71 @@ class ModelStepper:
 
         `same_sources` promises that every row keeps its source (beam search reordering beams
         within each example): memory, the source mask and cache entries under a "cross" key
-        depend on the source alone, so they are left as they are instead of copied.
+        depend on the source alone, so they are left as they are instead of copied. With grouped
+        memory (`group` > 1) `rows` must keep whole groups: rows[j*group .. j*group+group-1]
+        all come from one old source, whose memory row becomes row j.
         """
 
         def pick(t: Tensor) -> Tensor:
             return t.index_select(0, rows)
 
-        self.tokens = pick(self.tokens)
-        self.cache = _select_cache(self.cache, pick, skip_cross=same_sources)
+        sources: Tensor | None = None  # memory rows to keep; None: memory stays as it is
         if not same_sources:
-            self.memory = map_tensors(pick, self.memory)
+            sources = rows if self.group == 1 else rows.view(-1, self.group)[:, 0] // self.group
+
+            def source_pick(t: Tensor) -> Tensor:
+                return t.index_select(0, sources)
+
+            self.memory = map_tensors(source_pick, self.memory)
             if self.src_padding_mask is not None:
-                self.src_padding_mask = pick(self.src_padding_mask)
+                self.src_padding_mask = source_pick(self.src_padding_mask)
+        self.tokens = pick(self.tokens)
+        select_cache = getattr(self.model, "select_cache", None)
+        if select_cache is not None and self.cache is not None:
+            self.cache = select_cache(self.cache, rows, sources)
+        else:
+            self.cache = _select_cache(self.cache, pick, None if sources is None else source_pick)
         if self.tgt_padding_mask is not None:
             self.tgt_padding_mask = pick(self.tgt_padding_mask)
 
-    def repeat_rows(self, n: int) -> None:
-        """Repeat each row n times in place (row i -> rows i*n .. i*n+n-1), e.g. for beams."""
-        if n > 1:
-            index = torch.arange(self.rows, device=self.tokens.device)
-            self.select(index.repeat_interleave(n))
+    def repeat_rows(self, n: int, share_sources: bool = False) -> None:
+        """Repeat each row n times in place (row i -> rows i*n .. i*n+n-1), e.g. for beams.
+
+        `share_sources` (beam search, whose beams never leave their source): with a model that
+        accepts grouped memory, memory and cross cache stay one row per source (`group` = n).
+        """
+        if n <= 1:
+            return
+        index = torch.arange(self.rows, device=self.tokens.device).repeat_interleave(n)
+        grouped = (
+            share_sources
+            and self.group == 1
+            and self.memory is not None
+            and getattr(self.model, "accepts_grouped_memory", False)
+        )
+        self.select(index, same_sources=grouped)
+        if grouped:
+            self.group = n
 
 
-def _select_cache(cache: Any, pick: Any, skip_cross: bool) -> Any:
-    """`pick` applied to every tensor of the cache; with `skip_cross`, "cross" entries stay."""
-    if not skip_cross:
-        return map_tensors(pick, cache)
+def _select_cache(cache: Any, pick: Any, cross_pick: Any) -> Any:
+    """`pick` applied to every tensor of the cache, `cross_pick` to entries under a "cross" key
+    (None: those stay as they are)."""
     if isinstance(cache, dict):
-        return type(cache)((k, v if k == "cross" else _select_cache(v, pick, True)) for k, v in cache.items())
+        return type(cache)(
+            (k, _cross(v, cross_pick) if k == "cross" else _select_cache(v, pick, cross_pick))
+            for k, v in cache.items()
+        )
     if isinstance(cache, list):
-        return [_select_cache(v, pick, True) for v in cache]
+        return [_select_cache(v, pick, cross_pick) for v in cache]
     # A plain tuple (an ensemble's member caches) is walked like a list; namedtuples are leaves.
     if isinstance(cache, tuple) and not hasattr(cache, "_fields"):
-        return tuple(_select_cache(v, pick, True) for v in cache)
+        return tuple(_select_cache(v, pick, cross_pick) for v in cache)
     return map_tensors(pick, cache)
+
+
+def _cross(entry: Any, cross_pick: Any) -> Any:
+    return entry if cross_pick is None else map_tensors(cross_pick, entry)
 
 
 def constrained_step(

@@ -33,7 +33,13 @@ from treadmill.nn.positional import (
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
 )
-from treadmill.nn.transformer import Decoder, DecoderBlock, LayerCache, decoder_block
+from treadmill.nn.transformer import (
+    Decoder,
+    DecoderBlock,
+    LayerCache,
+    decoder_block,
+    select_layer_caches,
+)
 
 __all__ = ["GPT", "GPTConfig"]
 
@@ -203,6 +209,12 @@ class GPT(nn.Module):
         """Logits (B, T, V) for tokens (B, T); prefix_len None uses the config's."""
         n = self.config.prefix_len if prefix_len is None else prefix_len
         return self._run(tokens, 0, None, tgt_padding_mask, n, False, False)[0]
+
+    def select_cache(
+        self, cache: list[LayerCache], rows: Tensor, sources: Tensor | None
+    ) -> list[LayerCache] | None:
+        """The cache for new batch rows `rows` (beam search); see ``select_layer_caches``."""
+        return select_layer_caches(cache, rows, sources)
 
     def decode(
         self,

@@ -48,7 +48,14 @@ from treadmill.nn.feedforward import ACTIVATIONS
 from treadmill.nn.norms import NORM_KINDS, build_norm
 from treadmill.nn.pooling import AttentionPooling, LatentQueryEncoder
 from treadmill.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding
-from treadmill.nn.transformer import Decoder, Encoder, LayerCache, decoder_block, encoder_block
+from treadmill.nn.transformer import (
+    Decoder,
+    Encoder,
+    LayerCache,
+    decoder_block,
+    encoder_block,
+    select_layer_caches,
+)
 
 __all__ = ["SetEncoderSeq2Seq", "SetEncoderSeq2SeqConfig", "POOLINGS", "INITS", "split_demos"]
 
@@ -240,6 +247,12 @@ class SetEncoderSeq2Seq(nn.Module):
         outputs = torch.cat([latents, query_states], dim=1)
         mask = torch.cat([query_mask.new_zeros(latents.shape[:2]), query_mask], dim=1)
         return {"outputs": outputs, "padding_mask": mask}
+
+    def select_cache(
+        self, cache: list[LayerCache], rows: Tensor, sources: Tensor | None
+    ) -> list[LayerCache] | None:
+        """The cache for new batch rows `rows` (beam search); see ``select_layer_caches``."""
+        return select_layer_caches(cache, rows, sources)
 
     def decode(
         self,

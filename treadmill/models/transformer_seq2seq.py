@@ -38,7 +38,14 @@ from treadmill.nn.positional import (
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
 )
-from treadmill.nn.transformer import Decoder, Encoder, LayerCache, decoder_block, encoder_block
+from treadmill.nn.transformer import (
+    Decoder,
+    Encoder,
+    LayerCache,
+    decoder_block,
+    encoder_block,
+    select_layer_caches,
+)
 
 __all__ = ["TransformerSeq2Seq", "TransformerSeq2SeqConfig", "POSITIONALS", "source_padding_mask", "init_transformer_weights",
            "embed_tokens"]
@@ -122,6 +129,9 @@ class TransformerSeq2Seq(nn.Module):
     """Encoder-decoder Transformer implementing the Seq2SeqModel protocol."""
 
     is_encoder_decoder = True
+    # decode() takes memory with E rows for a prefix of E x g rows (cross-attention's grouped
+    # queries): beam search then neither copies the source K times nor projects it K times.
+    accepts_grouped_memory = True
 
     def __init__(self, config: TransformerSeq2SeqConfig) -> None:
         super().__init__()
@@ -180,6 +190,12 @@ class TransformerSeq2Seq(nn.Module):
         # The mask travels with the memory so that decode(..., src_padding_mask=None) still hides
         # the PAD positions encode hid (decode never sees the source tokens).
         return {"outputs": self.encoder(x, padding_mask=mask), "padding_mask": mask}
+
+    def select_cache(
+        self, cache: list[LayerCache], rows: Tensor, sources: Tensor | None
+    ) -> list[LayerCache] | None:
+        """The cache for new batch rows `rows` (beam search); see ``select_layer_caches``."""
+        return select_layer_caches(cache, rows, sources)
 
     def decode(
         self,

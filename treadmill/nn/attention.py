@@ -22,10 +22,21 @@ KERNEL:
 CACHE:
     Self-attention (``key_value=None``): ``cache={"k", "v"}`` holds the keys/values of earlier
     positions, (B, H, S_past, hd); the new keys/values are appended and the grown cache is
-    returned. Rotary embeddings are applied before caching, at ``positions``.
+    returned. Rotary embeddings are applied before caching, at ``positions``. An optional
+    ``cache["order"]`` (B,) long says that row i continues cached row order[i] (beam search's
+    reordering, recorded by ``treadmill.nn.transformer.select_layer_caches``): the cached rows
+    are gathered and the new position appended in one copy, instead of a reordering copy after
+    one step and a growing copy (``torch.cat``) at the next.
     Cross-attention (``key_value`` given): keys/values are computed from ``key_value`` once and
     returned in the cache; when ``cache`` already holds them, ``key_value`` is not projected again.
 Batch is dim 0 of every cached tensor, so beam search can reorder caches with ``index_select(0)``.
+
+GROUPED QUERIES (cross-attention):
+    ``key_value`` (or the cached cross keys) may have E rows while the query has E x g rows, query
+    rows i*g .. i*g+g-1 reading source i (beam search's beams). The g queries of a source are then
+    attended as one query sequence of g x T positions against that source's E-row keys: the
+    source is neither copied g times nor projected g times, and the kernel runs on E larger
+    problems instead of E x g tiny ones. ``key_padding_mask`` is (E, S) then.
 """
 
 from __future__ import annotations
@@ -116,8 +127,9 @@ class MultiHeadAttention(nn.Module):
                     positions = torch.arange(past, past + q.shape[2], device=q.device)
                 q, k = self.rotary.rotate(q, positions), self.rotary.rotate(k, positions)
             if cache is not None:
-                k = torch.cat((cache["k"], k), dim=2)  # (B, H, S_past + T, hd)
-                v = torch.cat((cache["v"], v), dim=2)
+                order = cache.get("order")
+                k = _extend(cache["k"], k, order)  # (B, H, S_past + T, hd)
+                v = _extend(cache["v"], v, order)
             return q, k, v
         if not isinstance(weight, Tensor):
             # Dynamically quantized (torch.ao quantize_dynamic): `weight` is a method and the packed
@@ -226,6 +238,16 @@ class MultiHeadAttention(nn.Module):
                 f"got {tuple(query.shape)}."
             )
         q, k, v = self._project(query, key_value, cache, positions)
+        rows, _, query_len, _ = q.shape
+        group = _query_group(rows, k.shape[0])
+        if group > 1:  # (E*g, H, T, hd) -> (E, H, g*T, hd): a source's queries in one sequence
+            if is_causal or attn_mask is not None:
+                raise ValueError(
+                    "MultiHeadAttention: grouped queries (more query rows than key rows) are for "
+                    "cross-attention; is_causal and attn_mask are not supported with them."
+                )
+            q = q.reshape(k.shape[0], group, self.n_heads, query_len, self.head_dim)
+            q = q.transpose(1, 2).reshape(k.shape[0], self.n_heads, group * query_len, self.head_dim)
         batch, _, tgt_len, _ = q.shape
         allowed, sdpa_causal = self._allowed(
             batch, tgt_len, k.shape[2], key_padding_mask, attn_mask, is_causal, q.device
@@ -233,6 +255,8 @@ class MultiHeadAttention(nn.Module):
         weights = None
         if need_weights or self.recorded is not None:
             out, head_weights = self._explicit_attention(q, k, v, allowed, sdpa_causal)
+            if group > 1:  # (E, H, g*T, S) -> (E*g, H, T, S)
+                head_weights = _ungroup(head_weights, group)
             if self.recorded is not None:
                 self.recorded.append(head_weights.detach())
             weights = head_weights.mean(dim=1) if need_weights else None
@@ -248,6 +272,44 @@ class MultiHeadAttention(nn.Module):
                 dropout_p=self.dropout if self.training else 0.0,
                 is_causal=sdpa_causal,
             )  # (B, H, T, hd)
-        out = out.transpose(1, 2).reshape(batch, tgt_len, self.d_model)  # (B, T, D)
+        if group > 1:  # (E, H, g*T, hd) -> (E, g, T, H, hd), in one copy
+            out = out.view(batch, self.n_heads, group, query_len, self.head_dim).permute(0, 2, 3, 1, 4)
+        else:
+            out = out.transpose(1, 2)
+        out = out.reshape(rows, query_len, self.d_model)  # (B, T, D)
         new_cache = {"k": k, "v": v} if (use_cache or cache is not None) else None
         return AttentionOutput(self.out_proj(out), weights, new_cache)
+
+
+def _query_group(query_rows: int, key_rows: int) -> int:
+    """How many query rows share one key row: 1, or g for grouped cross-attention."""
+    if query_rows == key_rows:
+        return 1
+    if key_rows == 0 or query_rows % key_rows:
+        raise ValueError(
+            f"MultiHeadAttention: the query has {query_rows} rows and the keys {key_rows}; the "
+            f"query rows must equal the key rows or be a multiple of them (grouped queries)."
+        )
+    return query_rows // key_rows
+
+
+def _ungroup(x: Tensor, group: int) -> Tensor:
+    """(E, H, g*T, ...) per-source results -> (E*g, H, T, ...) per query row."""
+    sources, heads, length = x.shape[:3]
+    x = x.reshape(sources, heads, group, length // group, *x.shape[3:])
+    return x.transpose(1, 2).reshape(sources * group, heads, length // group, *x.shape[4:])
+
+
+def _extend(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
+    """Cached keys/values (B', H, S, hd), rows taken in `order` (B,) when given, + new (B, H, T, hd)."""
+    if order is None:
+        return torch.cat((past, new), dim=2)
+    needs_grad = torch.is_grad_enabled() and (past.requires_grad or new.requires_grad)
+    # out= into a strided view is relied on for CPU kernels only, and autograd does not allow it.
+    if past.device.type != "cpu" or needs_grad:
+        return torch.cat((past.index_select(0, order), new), dim=2)
+    length = past.shape[2]
+    out = new.new_empty(new.shape[0], new.shape[1], length + new.shape[2], new.shape[3])
+    torch.index_select(past, 0, order, out=out[:, :, :length])
+    out[:, :, length:] = new
+    return out

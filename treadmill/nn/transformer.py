@@ -12,7 +12,7 @@ Masks follow treadmill.nn.masks: padding masks True = pad, attention masks True 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -30,6 +30,7 @@ __all__ = [
     "DecoderOutput",
     "encoder_block",
     "decoder_block",
+    "select_layer_caches",
 ]
 
 LayerCache = dict[str, dict[str, Tensor]]
@@ -269,6 +270,34 @@ class Decoder(nn.Module):
             weights = w if w is not None else weights
         caching = use_cache or cache is not None
         return DecoderOutput(self.final_norm(x), new_cache if caching else None, weights)
+
+
+def select_layer_caches(
+    cache: list[LayerCache] | None, rows: Tensor, sources: Tensor | None
+) -> list[LayerCache] | None:
+    """Decoder caches for a new batch whose row i is old row rows[i] (beams, dropped rows).
+
+    Self-attention entries keep their tensors and record the order (``"order"``, composed with
+    an earlier one), which the next step applies while appending, in one copy. Cross-attention
+    entries are taken by ``sources`` (a row per source; None: left as they are).
+    """
+    if cache is None:
+        return None
+    selected: list[LayerCache] = []
+    for layer in cache:
+        entry: LayerCache = {}
+        for name, kv in layer.items():
+            if name == "cross":
+                entry[name] = kv if sources is None else _take(kv, sources)
+            else:
+                order = kv.get("order")
+                entry[name] = {**kv, "order": rows if order is None else order.index_select(0, rows)}
+        selected.append(entry)
+    return selected
+
+
+def _take(entry: dict[str, Any], index: Tensor) -> dict[str, Any]:
+    return {k: v.index_select(0, index) for k, v in entry.items()}
 
 
 def encoder_block(
