@@ -1,14 +1,15 @@
-"""Decode speed and accuracy of a run's exports: fp32 eager vs int8 (PyTorch) vs onnxruntime.
+"""Decode speed and accuracy of a run's exports: fp32 eager vs int8 (PyTorch) vs onnxruntime fp32 and int8.
 
-For a finished seq2seq run (the G2P demo model) with `treadmill export RUN --format int8` and
-`--format onnx` written, it measures decode tokens/s at batch 1 and batch 32, greedy and beam
-search, one thread each, the three backends interleaved batch by batch (fp32, int8, ort on the
-same batch, then the next: a load spike from another process hits all of them alike), and
+For a finished seq2seq run (the G2P demo model) with `treadmill export RUN --format int8`,
+`--format onnx` and `--format onnx-int8` written, it measures decode tokens/s at batch 1 and
+batch 32, greedy and beam search, one thread each, the four backends interleaved batch by batch
+(fp32, int8, ort, ort-int8 on the same batch, then the next: a load spike from another process
+hits all of them alike), and
 reports the median of the rounds with the ratio to fp32 eager. Then it decodes the whole test split greedily with each backend and reports
 WER (a word is wrong unless every phoneme is right) and whether the outputs equal fp32's.
 
     treadmill train examples/g2p.yaml --run-dir runs/g2p-demo
-    treadmill export runs/g2p-demo --format int8 && treadmill export runs/g2p-demo --format onnx
+    for f in int8 onnx onnx-int8; do treadmill export runs/g2p-demo --format $f; done
     OMP_NUM_THREADS=1 python bench/export_speed.py runs/g2p-demo            # ~10 minutes
     OMP_NUM_THREADS=1 python bench/export_speed.py runs/g2p-demo --quick    # a smoke run
 """
@@ -27,7 +28,7 @@ from treadmill.cli.run_dir import load_run
 from treadmill.constants import PAD_ID
 from treadmill.decoding import generate
 
-BACKENDS = ("fp32", "int8", "ort")
+BACKENDS = ("fp32", "int8", "ort", "ort-int8")
 
 
 def _batches(rows: list[list[int]], size: int) -> list[torch.Tensor]:
@@ -82,7 +83,8 @@ def main() -> None:
 
     base = load_run(args.run_dir, task=True)
     models = {"fp32": base.model.eval(), "int8": load_run(args.run_dir, export="int8").model,
-              "ort": load_run(args.run_dir, export="onnx").model}
+              "ort": load_run(args.run_dir, export="onnx").model,
+              "ort-int8": load_run(args.run_dir, export="onnx-int8").model}
     task = base.task
     test = task.splits["test"]
     rows = [[int(t) for t in test[i]["src"]] for i in range(len(test))]
@@ -93,7 +95,7 @@ def main() -> None:
           f"parameters; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
 
     # Speed: tokens/s per (batch size, strategy). The backends take turns batch by batch (fp32,
-    # int8, ort on batch 1, then on batch 2, ...), so a burst of load from another process falls
+    # int8, ort, ort-int8 on batch 1, then on batch 2, ...), so a burst of load from another process falls
     # on all three alike; each round's tokens/s is its tokens over its summed decode time.
     speed: dict[tuple[int, str, str], list[float]] = {}
     same: dict[tuple[int, str, str], bool] = {}
@@ -138,7 +140,7 @@ def main() -> None:
     refs = task.references["test"][:n_wer] if task.references and "test" in task.references else [
         [base.tgt_tokenizer.decode([t for t in test[i]["tgt"].tolist() if t > 3])] for i in range(n_wer)]
     decoded = {}
-    print(f"\ntest WER, greedy, {n_wer} words (beam {args.beam} for fp32 and int8 too)")
+    print(f"\ntest WER, greedy, {n_wer} words (beam {args.beam} for fp32 and the int8 exports too)")
     for backend in BACKENDS:
         outputs, seconds = _decode(models[backend], batches, settings["greedy"])
         decoded[backend] = outputs
@@ -147,7 +149,7 @@ def main() -> None:
         if backend != "fp32":
             equal = sum(a == b for a, b in zip(outputs, decoded["fp32"], strict=True))
             line += f"  outputs equal to fp32: {equal}/{n_wer}"
-        if backend in ("fp32", "int8"):
+        if backend in ("fp32", "int8", "ort-int8"):
             beam_outputs, _ = _decode(models[backend], _batches(rows[:n_wer], 64), settings["beam"])
             line += f"  beam WER {100 * _wer([base.tgt_tokenizer.decode(o) for o in beam_outputs], refs):6.2f}%"
         print(line, flush=True)

@@ -75,6 +75,35 @@ def test_onnxruntime_backend_gives_eager_outputs(run_dir, sources, capsys):
     assert torch.allclose(a.scores, b.scores, atol=1e-4)
 
 
+def test_onnx_int8_export_quantizes_the_weight_products_and_decodes(run_dir, sources, capsys):
+    import onnx
+
+    code, out, err = _cli(capsys, "export", run_dir, "--format", "onnx-int8")
+    assert code == 0, err
+    directory = run_dir / "export" / "onnx-int8"
+    record = json.loads((directory / "export.json").read_text())
+    assert sorted(record["files"]) == ["decoder_first.onnx", "decoder_step.onnx", "encoder.onnx"]
+    assert not [p for p in directory.iterdir() if p.name.startswith("onnx-float-")]  # scratch removed
+    for name in record["files"]:
+        ops = {node.op_type for node in onnx.load(directory / name).graph.node}
+        # weights in int8, activations quantized per call: the dynamic-quantization pattern
+        assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops, (name, sorted(ops))
+    float_record = json.loads((run_dir / "export" / "onnx" / "export.json").read_text()) if (
+        run_dir / "export" / "onnx" / "export.json").is_file() else None
+    if float_record is not None:
+        assert record["size_bytes"] < float_record["size_bytes"]
+    float_lines = generate_lines(run_dir, sources, [])
+    code, out, err = _cli(capsys, "generate", run_dir, *sources, "--backend", "onnxruntime", "--export", "onnx-int8")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == len(sources)
+    assert sum(a == b for a, b in zip(lines, float_lines, strict=True)) >= 0.8 * len(sources)
+    assert lines == generate_lines(run_dir, sources, [], export="onnx-int8")
+    with pytest.raises(SystemExit) as exit_info:  # eval scores a loss, which the onnx graphs cannot
+        _cli(capsys, "eval", run_dir, "--export", "onnx-int8")
+    assert exit_info.value.code == 2 and "invalid choice: 'onnx-int8'" in capsys.readouterr().err
+
+
 def test_serve_pages_decode_with_an_export(run_dir, sources):
     """`serve --export FORMAT` builds its page over the exported model: the answers of `generate --export`."""
     from treadmill.cli.serve import servable_from_run

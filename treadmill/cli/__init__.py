@@ -8,7 +8,7 @@
     treadmill tasks [--export TASK DIR]
     treadmill prepare CONFIG.yaml [dotted.key=value ...] [--force]
     treadmill plot RUN_DIR [RUN_DIR ...] [--metrics val_loss,loss] [--out curves.png]
-    treadmill export RUN_DIR --format int8|fp16|onnx | --merge-lora [--out DIR]
+    treadmill export RUN_DIR --format int8|fp16|onnx|onnx-int8 | --merge-lora [--out DIR]
     treadmill serve RUN_DIR [--host 127.0.0.1] [--port 7860] [--export FORMAT]
 
 One module per command, each with `add_parser(commands)` and `run(args) -> exit code`, over

@@ -18,6 +18,7 @@ from treadmill.cli.build import build_loaders, group_fn, make_trainer, reference
 from treadmill.cli.config import RunConfig, RunConfigError
 from treadmill.cli.report import headline, print_samples, spread_rows
 from treadmill.cli.run_dir import add_export_argument, add_refit_argument, load_ensemble, load_run
+from treadmill.export import FORMATS, ONNX_FORMATS
 from treadmill.training.progress import progress_task
 
 __all__ = ["add_parser", "run", "eval_run", "evaluate_splits", "decode_split"]
@@ -34,7 +35,8 @@ def add_parser(commands: Any) -> None:
         help="decode with this run's model too, averaging probabilities (repeatable; same task and tokenizers)",
     )
     add_refit_argument(parser)
-    add_export_argument(parser, formats=("int8", "fp16"))  # onnx graphs decode, they do not score a loss
+    # The onnx graphs decode, they do not score a loss: eval takes the PyTorch exports only.
+    add_export_argument(parser, formats=tuple(f for f in FORMATS if f not in ONNX_FORMATS))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
-"""`treadmill export RUN_DIR --format int8|fp16|onnx | --merge-lora`: write the run's model for inference beside it.
+"""`treadmill export RUN_DIR --format int8|fp16|onnx|onnx-int8 | --merge-lora`: write the run's model for inference beside it.
 
 The files go to RUN_DIR/export/FORMAT with export.json (format, files, size in bytes, the float32
 size); `eval`, `generate` and `serve` load them with `--export FORMAT` (`generate --backend
-onnxruntime` is `--export onnx`). See docs/serving.md for what each format supports.
+onnxruntime` is `--export onnx`, or onnx-int8 when given). See docs/serving.md for what each format supports.
 `--merge-lora` writes a LoRA run's adapters merged into its weights, as a transformers directory
 for loaded models (treadmill.cli.merge_lora; docs/pretrained.md).
 """
@@ -24,10 +24,12 @@ def add_parser(commands: Any) -> None:
     """The `export` subcommand's arguments."""
     from treadmill.export import FORMATS
 
-    parser = commands.add_parser("export", help="write a trained run's model as int8, fp16 or ONNX, or LoRA merged")
+    parser = commands.add_parser("export", help="write a trained run's model as int8, fp16, ONNX or ONNX int8, "
+                                                "or LoRA merged")
     parser.add_argument("run_dir")
     parser.add_argument("--format", dest="fmt", choices=FORMATS,
-                        help="int8: dynamic quantization (CPU); fp16: half weights; onnx: graphs for onnxruntime")
+                        help="int8: dynamic quantization (CPU); fp16: half weights; onnx: graphs for onnxruntime; "
+                             "onnx-int8: those graphs with int8 weights")
     parser.add_argument("--merge-lora", action="store_true", help="merge the run's LoRA adapters into the weights")
     parser.add_argument("--out", help="(--merge-lora) output directory (default RUN_DIR/export/merged)")
     add_refit_argument(parser)
@@ -35,11 +37,11 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then print where the files went and their size."""
-    from treadmill.export import export_dir, export_model
+    from treadmill.export import FORMATS, ONNX_FORMATS, export_dir, export_model
 
     run_dir = Path(args.run_dir)
     if args.merge_lora == (args.fmt is not None):
-        raise RunConfigError("give either --format int8|fp16|onnx or --merge-lora (a LoRA run's "
+        raise RunConfigError(f"give either --format {'|'.join(FORMATS)} or --merge-lora (a LoRA run's "
                              "adapters merged into its weights).")
     if args.merge_lora:
         from treadmill.cli.merge_lora import default_out, export_merged
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"merged": str(out)}))
         return 0
     loaded = load_run(run_dir, refit_tokenizers=args.refit_tokenizers)
-    if args.fmt == "onnx" and loaded.kind != "seq2seq":
+    if args.fmt in ONNX_FORMATS and loaded.kind != "seq2seq":
         raise RunConfigError(f"ONNX export covers encoder-decoder (seq2seq) runs; '{run_dir}' is a {loaded.kind} run.")
     directory = export_dir(run_dir, args.fmt)
     try:

@@ -38,7 +38,8 @@ def add_parser(commands: Any) -> None:
     add_refit_argument(parser)
     add_export_argument(parser)
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                        help="onnxruntime: decode with the run's ONNX export (the same as --export onnx)")
+                        help="onnxruntime: decode with the run's ONNX export (--export onnx, or onnx-int8 "
+                             "when given)")
     parser.add_argument("--layer", type=int, default=None, help="(--attention) decoder layer, from 1 (default: the last)")
     parser.add_argument("--head", default="all",
                         help="(--attention) a head number from 1, 'mean' (their average) or 'all' (a grid, default)")
@@ -76,11 +77,14 @@ def _is_lm_run(run_dir: Path) -> bool:
 
 
 def chosen_export(export: str | None, backend: str) -> str | None:
-    """The export to load from --export and --backend (onnxruntime runs the onnx export)."""
+    """The export to load from --export and --backend (onnxruntime runs the onnx or onnx-int8 export)."""
+    from treadmill.export import ONNX_FORMATS
+
     if backend == "onnxruntime":
-        if export not in (None, "onnx"):
-            raise RunConfigError(f"--backend onnxruntime runs the onnx export; --export {export} is a PyTorch model.")
-        return "onnx"
+        if export is not None and export not in ONNX_FORMATS:
+            raise RunConfigError(f"--backend onnxruntime runs the onnx export (or onnx-int8); --export {export} "
+                                 "is a PyTorch model.")
+        return export or "onnx"
     return export
 
 
@@ -112,11 +116,12 @@ def generate_lines(run_dir: Path, texts: list[str], settings: list[str],
                    attention: AttentionPicture | None = None, refit_tokenizers: bool = False,
                    export: str | None = None) -> list[str]:
     """The output lines for the input texts (see the module docstring for their layout); `export`
-    decodes with the run's exported model (int8, fp16, or onnx on onnxruntime)."""
+    decodes with the run's exported model (int8, fp16, or onnx / onnx-int8 on onnxruntime)."""
+    from treadmill.export import ONNX_FORMATS
     from treadmill.seq2seq.evaluation import decode_loader
 
-    if attention is not None and export == "onnx":
-        raise RunConfigError("--attention needs attention weights, which the onnx export does not return; "
+    if attention is not None and export in ONNX_FORMATS:
+        raise RunConfigError(f"--attention needs attention weights, which the {export} export does not return; "
                              "draw it with the PyTorch model (no --export / --backend).")
     loaded = load_run(run_dir, refit_tokenizers=refit_tokenizers, export=export)
     if loaded.kind != "seq2seq":

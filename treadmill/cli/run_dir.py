@@ -162,8 +162,12 @@ def add_refit_argument(parser: Any) -> None:
                         help="fit the tokenizers again on the task's data when the run's tokenizers/ is missing")
 
 
-def add_export_argument(parser: Any, formats: tuple[str, ...] = ("int8", "fp16", "onnx")) -> None:
-    """The --export option of the commands that load a run: decode with RUN_DIR/export/FORMAT."""
+def add_export_argument(parser: Any, formats: tuple[str, ...] | None = None) -> None:
+    """The --export option of the commands that load a run: decode with RUN_DIR/export/FORMAT
+    (every export format unless `formats` narrows them)."""
+    from treadmill.export import FORMATS
+
+    formats = FORMATS if formats is None else formats
     parser.add_argument("--export", choices=formats, default=None, metavar="FORMAT",
                         help=f"use the run's exported model ({' | '.join(formats)}, written by `treadmill export`) "
                              "instead of its float32 checkpoint")
@@ -242,7 +246,7 @@ def load_run(run_dir: Path, overrides: list[str] | None = None, task: bool = Fal
              refit_tokenizers: bool = False, export: str | None = None) -> LoadedRun:
     """A finished run directory, loaded; with `task`, the task is built too and must encode its
     data as in training (`check_task_data`). Missing tokenizers are an error unless
-    `refit_tokenizers`, which fits them again on the task's data. `export` (int8, fp16, onnx)
+    `refit_tokenizers`, which fits them again on the task's data. `export` (a format of treadmill.export)
     loads the model `treadmill export` wrote in RUN_DIR/export/FORMAT instead of the checkpoint."""
     from treadmill.cli.build import build_task, resolve_model_sizes
 

@@ -53,6 +53,7 @@ def _input_limit(loaded: LoadedRun, asked: int) -> int:
 
 def servable_from_run(loaded: LoadedRun, max_input_tokens: int = 256, export: str | None = None) -> Any:
     """The Servable of a loaded run: its page kind, tokenizers, decoding defaults and limits."""
+    from treadmill.export import ONNX_FORMATS
     from treadmill.serve import Servable
 
     title = f"{loaded.config.task.name} — {loaded.run_dir.name}" + (f" ({export})" if export else "")
@@ -63,7 +64,7 @@ def servable_from_run(loaded: LoadedRun, max_input_tokens: int = 256, export: st
     kind = "seq2seq" if getattr(loaded.model, "is_encoder_decoder", True) else "lm"
     return Servable(loaded.model, kind, title, src_tokenizer=loaded.src_tokenizer, tgt_tokenizer=loaded.tgt_tokenizer,
                     encode=loaded.source_ids, generation=loaded.config.generation("evaluation"),
-                    max_input_tokens=_input_limit(loaded, max_input_tokens), attention=export != "onnx")
+                    max_input_tokens=_input_limit(loaded, max_input_tokens), attention=export not in ONNX_FORMATS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Exported models: int8 (dynamic quantization, CPU), fp16 (half weights) and onnx (onnxruntime).
+"""Exported models: int8 (dynamic quantization, CPU), fp16 (half weights), onnx and onnx-int8 (onnxruntime).
 
     export_model(model, "int8", RUN_DIR / "export" / "int8")  -> the record written to export.json
     load_exported(model, RUN_DIR / "export" / "int8")        -> a module the searches decode with
@@ -11,9 +11,11 @@ config (built, weights not needed) to rebuild the structure the files fill.
     int8    model.pt (packed int8 state dict)       PyTorch, CPU          yes   yes       yes
     fp16    model.safetensors                       PyTorch (GPU; CPU)    yes   yes       yes
     onnx    encoder/decoder_first/decoder_step.onnx onnxruntime, CPU      no    yes       yes
+    onnx-int8  the same three graphs, int8 weights  onnxruntime, CPU      no    yes       yes
 
-onnx covers TransformerSeq2Seq models and decoding only (no teacher-forced loss, no attention
-weights). The heavy imports (onnx, onnxruntime) happen only for that format.
+The onnx formats cover TransformerSeq2Seq models and decoding only (no teacher-forced loss, no
+attention weights); both load as one OnnxSeq2Seq. The heavy imports (onnx, onnxruntime) happen
+only for them.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from torch import nn
 
 from treadmill.validation import ConfigError
 
-__all__ = ["FORMATS", "export_dir", "export_model", "load_exported", "read_record", "float32_bytes"]
+__all__ = ["FORMATS", "ONNX_FORMATS", "export_dir", "export_model", "load_exported", "read_record", "float32_bytes"]
 
-FORMATS = ("int8", "fp16", "onnx")
+FORMATS = ("int8", "fp16", "onnx", "onnx-int8")
+# The formats onnxruntime runs (OnnxSeq2Seq): decoding only, no loss, no attention weights.
+ONNX_FORMATS = ("onnx", "onnx-int8")
 RECORD = "export.json"
 
 
@@ -68,10 +72,14 @@ def export_model(model: nn.Module, fmt: str, directory: Path, source: str = "") 
         from treadmill.export.fp16 import save_fp16, to_fp16
 
         paths = [save_fp16(to_fp16(model), directory / "model.safetensors")]
-    else:
+    elif fmt == "onnx":
         from treadmill.export.onnx import export_onnx
 
         paths = export_onnx(model, directory)
+    else:
+        from treadmill.export.onnx_int8 import export_onnx_int8
+
+        paths = export_onnx_int8(model, directory)
     record = {
         "format": fmt,
         "model": type(model).__name__,
