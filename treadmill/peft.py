@@ -97,25 +97,28 @@ def _targets(model: nn.Module, wanted: Sequence[str]) -> list[str]:
     return [n for n in names if any(matches(n, t) for t in wanted) and not n.endswith(_READS_WEIGHT_DIRECTLY)]
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings | None = None, **options: Any) -> nn.Module:
+def apply_lora(model: nn.Module, settings: LoraSettings | None = None, trainable: Sequence[str] = (),
+               **options: Any) -> nn.Module:
     """Inject LoRA adapters into `model` in place and freeze everything else; returns the model.
 
     `options` are LoraSettings fields (r, alpha, dropout, target_modules) when `settings` is None.
-    The model's state_dict then holds the adapters only.
+    Parameters whose names start with one of `trainable` (a new classification head: "head.") stay
+    trainable and are saved with the adapters. The model's state_dict then holds those only.
     """
     if settings is None:
         settings = LoraSettings.from_dict(options)
     peft = require("peft", "LoRA (model.lora)")
     if has_lora(model):
         raise ConfigError(f"{type(model).__name__} already has LoRA adapters; apply_lora once per model")
-    targets = _targets(model, settings.target_modules)
+    targets = [t for t in _targets(model, settings.target_modules) if not t.startswith(tuple(trainable))]
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules=targets, bias="none")
     peft.inject_adapter_in_model(config, model)
     adapters = set()
     for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name)
-        if "lora_" in name:
+        keep = "lora_" in name or name.startswith(tuple(trainable))
+        param.requires_grad_(keep)
+        if keep:
             adapters.add(name)
     model._lora_settings = settings  # type: ignore[assignment]
     model._lora_keys = frozenset(adapters)  # type: ignore[assignment]
