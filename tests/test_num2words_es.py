@@ -13,6 +13,7 @@ from treadmill.cli.config import RunConfigError, run_config_from_dict
 from treadmill.cli.run_dir import load_run
 from treadmill.constants import UNK_ID
 from treadmill.data.tasks import get_task
+from treadmill.validation import ConfigError
 
 SIZES = {"n_train": 60, "n_valid": 10, "n_test": 20, "seed": 3}
 
@@ -90,3 +91,26 @@ def test_init_from_an_en_fr_run_starts_en_es_from_its_weights(tmp_path):
     config = run_config_from_dict(_config("num2words-en-es", init_from=str(tmp_path / "fr_own")))
     with pytest.raises(RunConfigError, match="tgt vocabulary"):
         resolve_model_sizes(config, build_task(config))
+
+
+def test_lora_trainable_modules_train_in_full_beside_the_adapters():
+    from treadmill.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
+    from treadmill.peft import LoraSettings, apply_lora
+
+    torch.manual_seed(0)
+    model = TransformerSeq2Seq(TransformerSeq2SeqConfig(src_vocab_size=12, tgt_vocab_size=14, d_model=16, n_heads=2,
+                                                        n_encoder_layers=1, n_decoder_layers=1, d_ff=32))
+    apply_lora(model, LoraSettings.from_dict({"r": 2, "target_modules": ["in_proj"], "trainable": ["tgt_embedding"]}))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    src, tgt = torch.randint(4, 12, (3, 5)), torch.randint(4, 14, (3, 6))
+    for _ in range(2):  # B starts at zero: A moves from the second step
+        optimizer.zero_grad()
+        model(src, tgt[:, :-1]).logsumexp(-1).mean().backward()
+        optimizer.step()
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    assert "tgt_embedding.weight" in changed and any("lora_A" in k for k in changed)
+    assert all("lora_" in k or k == "tgt_embedding.weight" for k in changed)
+    assert "tgt_embedding.weight" in model.state_dict()  # checkpoints hold it with the adapters
+    with pytest.raises(ConfigError, match="model.lora.trainable"):
+        apply_lora(TransformerSeq2Seq(model.config), LoraSettings(target_modules=("in_proj",), trainable=("nope",)))

@@ -38,6 +38,8 @@ class LoraSettings:
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = field(default=())
+    # modules trained in full beside the adapters (peft's modules_to_save): new-vocabulary embeddings
+    trainable: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -51,6 +53,9 @@ class LoraSettings:
                 f"model.lora.target_modules={self.target_modules!r} must be a list of module names, "
                 "e.g. [q_proj, v_proj]", field="target_modules"
             )
+        if isinstance(self.trainable, str) or not all(isinstance(t, str) for t in self.trainable):
+            raise ConfigError(f"model.lora.trainable={self.trainable!r} must be a list of module names trained "
+                              "in full, e.g. [tgt_embedding]", field="trainable")
         if not self.target_modules:
             raise ConfigError(
                 "model.lora.target_modules is empty: name the modules to adapt, e.g. [q_proj, v_proj] "
@@ -63,15 +68,17 @@ class LoraSettings:
         """From a run config's `model.lora` mapping; unknown keys raise ConfigError."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"model.lora must be a mapping {{r, alpha, dropout, target_modules}}, got {data!r}")
-        check_keys("model.lora", data, ("r", "alpha", "dropout", "target_modules"))
+        check_keys("model.lora", data, ("r", "alpha", "dropout", "target_modules", "trainable"))
         values = dict(data)
-        if "target_modules" in values and not isinstance(values["target_modules"], str):
-            values["target_modules"] = tuple(values["target_modules"])
+        for key in ("target_modules", "trainable"):
+            if key in values and not isinstance(values[key], str):
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         """The mapping from_dict reads."""
-        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout, "target_modules": list(self.target_modules)}
+        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout, "target_modules": list(self.target_modules),
+                **({"trainable": list(self.trainable)} if self.trainable else {})}
 
 
 def adaptable_module_names(model: nn.Module) -> list[str]:
@@ -110,6 +117,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None, trainable
     peft = require("peft", "LoRA (model.lora)")
     if has_lora(model):
         raise ConfigError(f"{type(model).__name__} already has LoRA adapters; apply_lora once per model")
+    trainable = (*trainable, *_full_modules(model, settings.trainable))
     targets = [t for t in _targets(model, settings.target_modules) if not t.startswith(tuple(trainable))]
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules=targets, bias="none")
@@ -125,6 +133,17 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None, trainable
     model.register_state_dict_post_hook(_adapters_only)
     model.register_load_state_dict_pre_hook(_keep_base_weights)
     return model
+
+
+def _full_modules(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Parameter-name prefixes ("tgt_embedding.") of the modules `model.lora.trainable` names; refuse unknown ones."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if not n or n not in modules]
+    if unknown:
+        top = sorted(n for n in modules if n and "." not in n)
+        raise ConfigError(f"model.lora.trainable {unknown} name no module of {type(model).__name__}; "
+                          f"its top-level modules: {', '.join(top)}", field="trainable")
+    return [f"{n}." for n in names]
 
 
 def has_lora(model: nn.Module) -> bool:
