@@ -93,7 +93,7 @@ def test_macro_f1_is_counted_over_the_whole_loader_not_averaged_per_batch():
 
 
 def _genre(root, name, steps=3, **model):
-    return {"task": {"name": "shakespeare-genre", "options": {"max_chars": 32}},
+    return {"task": {"name": "shakespeare-genre", "options": {"min_chars": 20, "max_chars": 32}},
             "model": {"name": "gpt", **BODY, "head": {"type": "classification", "pooling": "mean"}, **model},
             "data": {"batch_size": 8, "eval_batch_size": 512},
             "training": {"max_steps": steps, "progress_bar": False, "monitor": "val_macro_f1"},
