@@ -38,7 +38,7 @@ def test_unknown_task_and_option_errors_suggest_names():
 def test_list_tasks_names_descriptions_and_sizes():
     infos = {info.name: info for info in list_tasks()}
     assert set(infos) == {
-        "reverse", "copy", "sort", "addition", "addition-lm", "g2p-cmudict", "num2words-en-fr",
+        "reverse", "copy", "sort", "addition", "addition-lm", "g2p-cmudict", "num2words-en-fr", "num2words-en-es",
         "forecast-sunspots", "forecast-co2", "files", "lm-shakespeare", "lm-files", "fewshot-rules", "shakespeare-genre",
     }  # fmt: skip
     assert infos["files"].sizes == {}  # nothing to count until task.options.train names a file

@@ -91,8 +91,8 @@ def test_bad_options_are_named_errors(options):
         get_task("shakespeare-genre", **options)
 
 
-def test_train_refuses_the_classification_task_with_exit_2(tmp_path, capsys):
+def test_train_refuses_the_classification_task_without_a_head_with_exit_2(tmp_path, capsys):
     path = tmp_path / "genre.yaml"
     path.write_text(json.dumps({"task": {"name": "shakespeare-genre"}, "model": {"name": "gpt"}}))
     assert main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == 2
-    assert "classification task" in capsys.readouterr().err
+    assert "classification task: give the model a classification head" in capsys.readouterr().err

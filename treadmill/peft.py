@@ -38,6 +38,8 @@ class LoraSettings:
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = field(default=())
+    # modules trained in full beside the adapters (peft's modules_to_save): new-vocabulary embeddings
+    trainable: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -51,6 +53,9 @@ class LoraSettings:
                 f"model.lora.target_modules={self.target_modules!r} must be a list of module names, "
                 "e.g. [q_proj, v_proj]", field="target_modules"
             )
+        if isinstance(self.trainable, str) or not all(isinstance(t, str) for t in self.trainable):
+            raise ConfigError(f"model.lora.trainable={self.trainable!r} must be a list of module names trained "
+                              "in full, e.g. [tgt_embedding]", field="trainable")
         if not self.target_modules:
             raise ConfigError(
                 "model.lora.target_modules is empty: name the modules to adapt, e.g. [q_proj, v_proj] "
@@ -63,15 +68,17 @@ class LoraSettings:
         """From a run config's `model.lora` mapping; unknown keys raise ConfigError."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"model.lora must be a mapping {{r, alpha, dropout, target_modules}}, got {data!r}")
-        check_keys("model.lora", data, ("r", "alpha", "dropout", "target_modules"))
+        check_keys("model.lora", data, ("r", "alpha", "dropout", "target_modules", "trainable"))
         values = dict(data)
-        if "target_modules" in values and not isinstance(values["target_modules"], str):
-            values["target_modules"] = tuple(values["target_modules"])
+        for key in ("target_modules", "trainable"):
+            if key in values and not isinstance(values[key], str):
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         """The mapping from_dict reads."""
-        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout, "target_modules": list(self.target_modules)}
+        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout, "target_modules": list(self.target_modules),
+                **({"trainable": list(self.trainable)} if self.trainable else {})}
 
 
 def adaptable_module_names(model: nn.Module) -> list[str]:
@@ -97,31 +104,46 @@ def _targets(model: nn.Module, wanted: Sequence[str]) -> list[str]:
     return [n for n in names if any(matches(n, t) for t in wanted) and not n.endswith(_READS_WEIGHT_DIRECTLY)]
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings | None = None, **options: Any) -> nn.Module:
+def apply_lora(model: nn.Module, settings: LoraSettings | None = None, trainable: Sequence[str] = (),
+               **options: Any) -> nn.Module:
     """Inject LoRA adapters into `model` in place and freeze everything else; returns the model.
 
     `options` are LoraSettings fields (r, alpha, dropout, target_modules) when `settings` is None.
-    The model's state_dict then holds the adapters only.
+    Parameters whose names start with one of `trainable` (a new classification head: "head.") stay
+    trainable and are saved with the adapters. The model's state_dict then holds those only.
     """
     if settings is None:
         settings = LoraSettings.from_dict(options)
     peft = require("peft", "LoRA (model.lora)")
     if has_lora(model):
         raise ConfigError(f"{type(model).__name__} already has LoRA adapters; apply_lora once per model")
-    targets = _targets(model, settings.target_modules)
+    trainable = (*trainable, *_full_modules(model, settings.trainable))
+    targets = [t for t in _targets(model, settings.target_modules) if not t.startswith(tuple(trainable))]
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules=targets, bias="none")
     peft.inject_adapter_in_model(config, model)
     adapters = set()
     for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name)
-        if "lora_" in name:
+        keep = "lora_" in name or name.startswith(tuple(trainable))
+        param.requires_grad_(keep)
+        if keep:
             adapters.add(name)
     model._lora_settings = settings  # type: ignore[assignment]
     model._lora_keys = frozenset(adapters)  # type: ignore[assignment]
     model.register_state_dict_post_hook(_adapters_only)
     model.register_load_state_dict_pre_hook(_keep_base_weights)
     return model
+
+
+def _full_modules(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Parameter-name prefixes ("tgt_embedding.") of the modules `model.lora.trainable` names; refuse unknown ones."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if not n or n not in modules]
+    if unknown:
+        top = sorted(n for n in modules if n and "." not in n)
+        raise ConfigError(f"model.lora.trainable {unknown} name no module of {type(model).__name__}; "
+                          f"its top-level modules: {', '.join(top)}", field="trainable")
+    return [f"{n}." for n in names]
 
 
 def has_lora(model: nn.Module) -> bool:

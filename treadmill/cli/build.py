@@ -47,12 +47,15 @@ def build_task(config: RunConfig) -> Any:
 def resolve_model_sizes(config: RunConfig, task: Any) -> None:
     """Write the sizes the model takes from the task (vocabularies, horizons) into config.model, so
     config.yaml rebuilds the same model without the task; refuse a model the task cannot feed."""
-    if task.kind == "classification":
-        raise RunConfigError(
-            f"task {task.name!r} is a classification task, and `treadmill train` has no classification objective "
-            "yet: build it in Python (treadmill.data.tasks.get_task) and train a classifier over its batches "
-            "(src, src_padding_mask, label), e.g. treadmill.hf's classification adapter (docs/pretrained.md)."
-        )
+    if task.kind == "classification" or config.model.head is not None:  # a body + head; sizes from the task
+        from treadmill.cli.classify import resolve_classifier_sizes
+
+        resolve_classifier_sizes(config, task)
+        if config.model.init_from is not None:
+            from treadmill.cli.init_from import check_init_vocabulary
+
+            check_init_vocabulary(config, task)
+        return
     sizes = task.model_sizes()
     missing = [name for name in config.model.required_sizes() if name not in config.model.fields and name not in sizes]
     if missing:
@@ -85,11 +88,18 @@ def build_model(config: RunConfig, init_weights: bool = True) -> nn.Module:
         source = load_init_weights(model, config)
         if is_main_process():
             print(f"Starting from {source} (model.init_from).", flush=True)
+    trainable: tuple[str, ...] = ()
+    if config.model.head is not None:  # the (loaded) model becomes the body of a classifier with a new head
+        from treadmill.models.classifier import HEAD_PREFIXES, SequenceClassifier
+
+        head = config.model.head
+        model = SequenceClassifier(model, int(head["num_labels"]), head["pooling"], head["dropout"])
+        trainable = HEAD_PREFIXES  # under LoRA the new head trains in full
     if config.model.lora is not None:  # adapters injected, the rest frozen; checkpoints hold the adapters
         from treadmill.peft import LoraSettings, apply_lora
 
         try:
-            apply_lora(model, LoraSettings.from_dict(config.model.lora))
+            apply_lora(model, LoraSettings.from_dict(config.model.lora), trainable=trainable)
         except ConfigError as err:
             raise RunConfigError(str(err)) from err
     return model
@@ -211,6 +221,10 @@ def _phase_trainer(config: RunConfig, task: Any, model: nn.Module, loaders: Mapp
         from treadmill.cli.lm import lm_trainer
 
         return _quiet_report(lm_trainer(config, task, model, loaders, training, callbacks))
+    if task.kind == "classification":
+        from treadmill.cli.classify import classification_trainer
+
+        return _quiet_report(classification_trainer(config, task, model, loaders, training, callbacks))
     if task.kind == "forecast":
         from treadmill.forecasting import ForecastTrainer
 

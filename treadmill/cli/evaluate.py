@@ -88,6 +88,11 @@ def evaluate_splits(config: RunConfig, task: Any, trainer: Any, loaders: dict[st
             from treadmill.cli.lm import evaluate_lm_split
 
             results[split] = evaluate_lm_split(config, task, trainer, split)
+        elif task.kind == "classification":  # loss, accuracy, macro-F1; confusion_SPLIT.json and .png
+            from treadmill.cli.classify import evaluate_classification_split
+
+            results[split] = evaluate_classification_split(task, trainer, loaders[split], split, run_dir,
+                                                           write=write_predictions)
         elif task.evaluate_model is not None:  # the task scores models its own way (forecasts)
             results[split] = task.evaluate_model(trainer.model, task, loaders[split], trainer.device)
         else:

@@ -78,6 +78,8 @@ class ModelSection:
     lora: dict[str, Any] | None = None
     # A finished run whose weights this run starts from (treadmill.cli.init_from), or None
     init_from: str | None = None
+    # A classification head over the model (treadmill.models.classifier): {type, pooling, dropout}, or None
+    head: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from treadmill.models.registry import MODELS, canonical_config
@@ -87,6 +89,17 @@ class ModelSection:
             self.init_from = self.fields.pop("init_from")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise RunConfigError(f"model.init_from={self.init_from!r} must be the path of a finished run directory.")
+
+        if "head" in self.fields:
+            self.fields = dict(self.fields)
+            self.head = self.fields.pop("head")
+        if self.head is not None:
+            from treadmill.models.classifier import HeadSettings
+
+            try:
+                self.head = HeadSettings.from_dict(self.head).as_dict()
+            except ConfigError as err:
+                raise RunConfigError(str(err)) from err
 
         if "lora" in self.fields:
             self.fields = dict(self.fields)
@@ -127,6 +140,8 @@ class ModelSection:
         extra: dict[str, Any] = {"lora": self.lora} if self.lora is not None else {}
         if self.init_from is not None:
             extra["init_from"] = self.init_from
+        if self.head is not None:
+            extra["head"] = self.head
         return {**resolved, **extra}
 
     def required_sizes(self) -> list[str]:

@@ -170,6 +170,20 @@ class GPT(nn.Module):
         need_weights: bool,
     ) -> tuple[Tensor, list[LayerCache] | None, Tensor | None]:
         """Logits for tokens[:, past:] given the cache; padding covers all of tokens (B, S)."""
+        out = self._hidden(tokens, past, cache, padding, prefix_len, use_cache, need_weights)
+        return self.lm_head(out.hidden), out.cache, out.weights
+
+    def _hidden(
+        self,
+        tokens: Tensor,
+        past: int,
+        cache: list[LayerCache] | None,
+        padding: Tensor | None,
+        prefix_len: int,
+        use_cache: bool,
+        need_weights: bool,
+    ) -> Any:
+        """The decoder's output (final-norm hidden states, caches, weights) for tokens[:, past:]."""
         total = tokens.shape[1]
         if total > self.config.max_len:
             raise ValueError(
@@ -192,7 +206,7 @@ class GPT(nn.Module):
             x = x + self.positions(new_positions)
         if self.embedding_norm is not None:
             x = self.embedding_norm(x)
-        out = self.decoder(
+        return self.decoder(
             self.dropout(x),
             self_attn_mask=attn_mask,
             is_causal=attn_mask is None,
@@ -201,7 +215,10 @@ class GPT(nn.Module):
             positions=new_positions,
             need_weights=need_weights,
         )
-        return self.lm_head(out.hidden), out.cache, out.weights
+
+    def hidden_states(self, tokens: Tensor, tgt_padding_mask: Tensor | None = None) -> Tensor:
+        """Final-norm hidden states (B, T, D) of tokens (B, T), what the LM head reads (classifiers pool them)."""
+        return self._hidden(tokens, 0, None, tgt_padding_mask, self.config.prefix_len, False, False).hidden
 
     def forward(
         self, tokens: Tensor, tgt_padding_mask: Tensor | None = None, prefix_len: int | None = None

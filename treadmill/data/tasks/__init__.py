@@ -37,7 +37,13 @@ from treadmill.data.tasks.lm import (
     lm_shakespeare_sizes,
 )
 from treadmill.data.tasks.numbers import DESCRIPTION as NUMBERS_DESCRIPTION
-from treadmill.data.tasks.numbers import build_num2words_en_fr, num2words_sizes
+from treadmill.data.tasks.numbers import ES_DESCRIPTION as NUMBERS_ES_DESCRIPTION
+from treadmill.data.tasks.numbers import (
+    build_num2words_en_es,
+    build_num2words_en_fr,
+    num2words_es_sizes,
+    num2words_sizes,
+)
 from treadmill.data.tasks.shakespeare_genre import DESCRIPTION as GENRE_DESCRIPTION
 from treadmill.data.tasks.shakespeare_genre import build_shakespeare_genre, shakespeare_genre_sizes
 from treadmill.data.tasks.toy import (
@@ -75,6 +81,7 @@ REGISTRY: dict[str, TaskSpec] = {
         TaskSpec("addition-lm", ADDITION_LM_DESCRIPTION, build_addition_lm, generated_sizes),
         TaskSpec("g2p-cmudict", G2P_DESCRIPTION, build_g2p_cmudict, g2p_sizes),
         TaskSpec("num2words-en-fr", NUMBERS_DESCRIPTION, build_num2words_en_fr, num2words_sizes),
+        TaskSpec("num2words-en-es", NUMBERS_ES_DESCRIPTION, build_num2words_en_es, num2words_es_sizes),
         TaskSpec(
             "forecast-sunspots", SUNSPOTS_DESCRIPTION, build_forecast_sunspots, sunspots_sizes
         ),
