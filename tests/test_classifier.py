@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from cli_runs import train_config
 
 from treadmill.classification import ClassificationTrainer
 from treadmill.cli import main
@@ -100,14 +101,6 @@ def _genre(root, name, steps=3, **model):
             "evaluation": {"splits": ["test"]}, "diagnostics": {"enabled": False}, "seed": 0}
 
 
-def _train(root, name, raw):
-    path = root / f"{name}.yaml"
-    path.write_text(json.dumps(raw))
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["train", str(path), "--run-dir", str(root / name)]) == 0
-    return root / name
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A tiny language model on the comedies (the shared vocabulary) and a classifier from scratch."""
@@ -117,7 +110,7 @@ def runs(tmp_path_factory):
           "model": {"name": "gpt", **BODY}, "data": {"batch_size": 4, "eval_batch_size": 8},
           "training": {"max_steps": 3, "progress_bar": False}, "evaluation": {"splits": ["test"], "max_batches": 1},
           "diagnostics": {"enabled": False}, "seed": 0}
-    return root, _train(root, "lm", lm), _train(root, "scratch", _genre(root, "scratch"))
+    return root, train_config(root, "lm", lm), train_config(root, "scratch", _genre(root, "scratch"))
 
 
 def test_train_writes_accuracy_macro_f1_and_the_confusion_matrix(runs):
@@ -162,7 +155,7 @@ def test_lora_trains_only_the_adapters_and_the_head(runs):
     assert changed and all("lora_" in k or k.startswith("head.") for k in changed)
     assert {k for k in before if k.startswith("head.")} <= changed
     assert set(model.state_dict()) == {k for k, v in model.named_parameters() if v.requires_grad}  # what checkpoints hold
-    run = _train(root, "lora_run", _genre(root, "lora_run", init_from=str(lm), lora=lora))
+    run = train_config(root, "lora_run", _genre(root, "lora_run", init_from=str(lm), lora=lora))
     summary = json.loads((run / "summary.json").read_text())
     assert 0 < summary["trainable_parameters"] < 0.2 * summary["parameters"]
 

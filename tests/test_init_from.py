@@ -1,11 +1,10 @@
 """model.init_from (start from a finished run's weights) and lm-shakespeare's genres option."""
 
-import contextlib
-import io
 import json
 
 import pytest
 import torch
+from cli_runs import train_config
 
 from treadmill.cli import main
 from treadmill.cli.build import build_model, build_task, resolve_model_sizes
@@ -34,20 +33,12 @@ def _config(root, text_file="play.txt", steps=10, **model):
             "diagnostics": {"enabled": False}, "seed": 1}
 
 
-def _train(root, name, raw):
-    path = root / f"{name}.yaml"
-    path.write_text(json.dumps(raw))
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["train", str(path), "--run-dir", str(root / name)]) == 0
-    return root / name
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     root = tmp_path_factory.mktemp("init")
     (root / "play.txt").write_text(TEXT)
     (root / "other.txt").write_text(OTHER)
-    return root, _train(root, "source", _config(root))
+    return root, train_config(root, "source", _config(root))
 
 
 def _built(raw):
@@ -69,11 +60,11 @@ def test_init_from_loads_exactly_the_source_runs_evaluated_weights(source):
 def test_full_and_lora_fine_tuning_from_a_run(source):
     root, run = source
     base = load_run(run).model.state_dict()
-    full = _train(root, "full", {**_config(root, steps=5), "model": {**MODEL, "init_from": str(run)}})
+    full = train_config(root, "full", {**_config(root, steps=5), "model": {**MODEL, "init_from": str(run)}})
     tuned = load_run(full).model.state_dict()
     assert any(not torch.equal(tuned[k], base[k]) for k in base)  # every weight trained on
     lora = {"r": 2, "alpha": 4, "target_modules": ["in_proj", "out_proj"]}
-    adapted = _train(root, "lora", {**_config(root, steps=5), "model": {**MODEL, "init_from": str(run), "lora": lora}})
+    adapted = train_config(root, "lora", {**_config(root, steps=5), "model": {**MODEL, "init_from": str(run), "lora": lora}})
     summary = json.loads((adapted / "summary.json").read_text())
     assert 0 < summary["trainable_parameters"] < 0.2 * summary["parameters"]
     model = load_run(adapted).model  # adapters from its checkpoint, the frozen base from the source run again
