@@ -240,14 +240,13 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self._project(query, key_value, cache, positions)
         rows, _, query_len, _ = q.shape
         group = _query_group(rows, k.shape[0])
-        if group > 1:  # (E*g, H, T, hd) -> (E, H, g*T, hd): a source's queries in one sequence
+        if group > 1:
             if is_causal or attn_mask is not None:
                 raise ValueError(
                     "MultiHeadAttention: grouped queries (more query rows than key rows) are for "
                     "cross-attention; is_causal and attn_mask are not supported with them."
                 )
-            q = q.reshape(k.shape[0], group, self.n_heads, query_len, self.head_dim)
-            q = q.transpose(1, 2).reshape(k.shape[0], self.n_heads, group * query_len, self.head_dim)
+            q = _group_queries(q, group)
         batch, _, tgt_len, _ = q.shape
         allowed, sdpa_causal = self._allowed(
             batch, tgt_len, k.shape[2], key_padding_mask, attn_mask, is_causal, q.device
@@ -265,20 +264,29 @@ class MultiHeadAttention(nn.Module):
         else:
             # torch >= 2.5 SDPA returns zeros for fully masked rows (tested in tests/test_nn_attention.py).
             out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=allowed,
-                dropout_p=self.dropout if self.training else 0.0,
-                is_causal=sdpa_causal,
+                q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0, is_causal=sdpa_causal
             )  # (B, H, T, hd)
-        if group > 1:  # (E, H, g*T, hd) -> (E, g, T, H, hd), in one copy
-            out = out.view(batch, self.n_heads, group, query_len, self.head_dim).permute(0, 2, 3, 1, 4)
-        else:
-            out = out.transpose(1, 2)
-        out = out.reshape(rows, query_len, self.d_model)  # (B, T, D)
+        out = _merge_heads(out, group, query_len)  # (B, T, D)
         new_cache = {"k": k, "v": v} if (use_cache or cache is not None) else None
         return AttentionOutput(self.out_proj(out), weights, new_cache)
+
+
+def _group_queries(q: Tensor, group: int) -> Tensor:
+    """(E*g, H, T, hd) -> (E, H, g*T, hd): the queries of a source's g rows as one sequence."""
+    rows, heads, query_len, head_dim = q.shape
+    sources = rows // group
+    q = q.reshape(sources, group, heads, query_len, head_dim)
+    return q.transpose(1, 2).reshape(sources, heads, group * query_len, head_dim)
+
+
+def _merge_heads(out: Tensor, group: int, query_len: int) -> Tensor:
+    """The kernel's (B, H, T, hd) output, or grouped (E, H, g*T, hd), as (B or E*g, T, H*hd), in one copy."""
+    batch, heads, _, head_dim = out.shape
+    if group > 1:  # (E, H, g*T, hd) -> (E, g, T, H, hd)
+        out = out.view(batch, heads, group, query_len, head_dim).permute(0, 2, 3, 1, 4)
+    else:
+        out = out.transpose(1, 2)
+    return out.reshape(batch * group, query_len, heads * head_dim)
 
 
 def _query_group(query_rows: int, key_rows: int) -> int:
