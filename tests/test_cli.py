@@ -412,6 +412,8 @@ def test_eval_of_a_fine_tuned_run_loads_the_fine_tuned_weights(tiny_run, tmp_pat
     result = treadmill("train", config, "--run-dir", run, "training.epochs=1", "sequence_level.enabled=true",
                        "sequence_level.max_steps=3", "sequence_level.lr=0.01")
     assert result.returncode == 0, result.stdout + result.stderr
+    # the end-of-run report names the weights the test split was scored with: the phase's
+    assert f"  weights:     {run / 'checkpoints_finetune' / 'best.safetensors'} (evaluated)" in result.stdout
     model = load_run(run).model
     tuned = load_checkpoint(run / "checkpoints_finetune" / "best.safetensors")["model"]
     before = load_checkpoint(run / "checkpoints" / "best.safetensors")["model"]

@@ -106,7 +106,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, model_fn: Callable[[Ru
     if weights and main:
         print(f"Loaded {weights}.", flush=True)
     if config.sequence_level.enabled:
-        trainer = finetune_sequence_level(config, task, trainer, loaders, run_dir)
+        trainer, weights = finetune_sequence_level(config, task, trainer, loaders, run_dir)
         history = trainer.history
     train_seconds = time.perf_counter() - started
     # Every rank evaluates the whole split (the teacher-forced metrics are all-reduced); rank 0 alone reports.
@@ -143,9 +143,11 @@ def _alarms(trainer: Any) -> list[dict[str, Any]]:
             for cb in trainer.callbacks if isinstance(cb, HealthMonitor) for a in cb.alarms]
 
 
-def finetune_sequence_level(config: RunConfig, task: Any, trainer: Any, loaders: dict[str, Any], run_dir: Path) -> Any:
-    """The fine-tuning phase on the teacher-forced model: MRT or REINFORCE, or "mle" (more teacher
-    forcing with the same budget: the control an honest comparison needs)."""
+def finetune_sequence_level(config: RunConfig, task: Any, trainer: Any, loaders: dict[str, Any],
+                            run_dir: Path) -> tuple[Any, str | None]:
+    """The fine-tuning phase on the teacher-forced model (MRT, REINFORCE, GRPO, consistency, or "mle":
+    more teacher forcing with the same budget, the control an honest comparison needs): its trainer,
+    holding the phase's final weights, and where those weights come from."""
     phase = config.sequence_level
     before = trainer.evaluate(loaders["valid"], prefix="val_") if "valid" in loaders else {}
     model = unwrap_model(trainer.model)  # the new trainer wraps it for DDP itself; the old wrapper goes
@@ -161,5 +163,4 @@ def finetune_sequence_level(config: RunConfig, task: Any, trainer: Any, loaders:
                 f"before: val_exact_match {before.get('val_exact_match', float('nan')):.4f}")
     tuned.history["before_finetune"] = before
     tuned.fit()
-    load_final_weights(unwrap_model(tuned.model), directory, None)
-    return tuned
+    return tuned, load_final_weights(unwrap_model(tuned.model), directory, None)
